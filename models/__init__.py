@@ -1,0 +1,1 @@
+"""Data layer and the domain rules shared by the web tier and the workers."""

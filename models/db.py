@@ -1,0 +1,82 @@
+"""The one database object every model is bound to, and its wiring.
+
+Nothing connects at import time: processes call ``init_db`` once at start, and each unit
+of work (an HTTP request, a Dramatiq message) borrows a pooled connection on the thread
+that runs it and returns it when done (``db.connection_context()``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import peewee
+from playhouse.pool import PooledPostgresqlDatabase
+
+from models.settings import Settings
+
+# autoconnect=False: a query run without a borrowed connection is a bug, and should fail
+# loudly instead of silently pinning a pooled connection to a thread forever.
+db = PooledPostgresqlDatabase(None, autoconnect=False, autorollback=False)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def init_db(settings: Settings) -> PooledPostgresqlDatabase:
+    params = settings.connect_params()
+    dbname = params.pop("dbname", "postgres")
+    db.init(
+        dbname,
+        max_connections=settings.db_pool_size,
+        # Without a timeout peewee's pool raises at once when exhausted; wait a little
+        # instead, and report 503 if it is still exhausted after that.
+        timeout=settings.db_pool_timeout,
+        stale_timeout=300,
+        connect_timeout=int(params.pop("connect_timeout", 5)),
+        application_name=params.pop("application_name", "segments"),
+        **params,
+    )
+    return db
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+def unit_of_work(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` in one transaction on a connection borrowed for the call.
+
+    Nested calls share the outer connection and transaction (peewee keeps a per-thread
+    stack), so a caller that already holds a connection keeps it.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with db.connection_context(), db.atomic():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def fetchall(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple]:
+    return db.execute_sql(sql, params).fetchall()
+
+
+def fetchone(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> tuple | None:
+    return db.execute_sql(sql, params).fetchone()
+
+
+def execute(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
+    return db.execute_sql(sql, params).rowcount
+
+
+def fetchdict(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> dict | None:
+    cursor = db.execute_sql(sql, params)
+    row = cursor.fetchone()
+    return (
+        None if row is None else dict(zip([c.name for c in cursor.description], row, strict=True))
+    )

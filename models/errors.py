@@ -1,0 +1,22 @@
+"""Domain errors; the web tier maps each to an HTTP status."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(DomainError):
+    pass
+
+
+class Conflict(DomainError):
+    pass
+
+
+class Invalid(DomainError):
+    pass

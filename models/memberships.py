@@ -1,0 +1,173 @@
+"""Who is in which segment: reads, manual changes and system removals.
+
+Every statement that changes a membership feeds its RETURNING rows into the history
+insert of the same statement, so one state change writes exactly one event, atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from models.db import execute, fetchall, fetchone, unit_of_work
+from models.errors import Invalid, NotFound
+
+# A membership is live when its segment is live and it has not expired; reads filter on
+# this, so an expired membership disappears at once, swept or not.
+LIVE = "s.deleted_at IS NULL AND (m.expires_at IS NULL OR m.expires_at > now())"
+
+# The one rule for a membership removed by the system rather than by a person: it ended
+# at whichever came first, its expiry or its segment's deletion. ``{doomed}`` selects the
+# (user_id, segment_id) pairs to remove, already row-locked.
+_REMOVE_ENDED = """
+WITH doomed AS ({doomed}),
+gone AS (
+    DELETE FROM memberships m USING doomed d
+    WHERE m.user_id = d.user_id AND m.segment_id = d.segment_id
+    RETURNING m.user_id, m.segment_id, m.expires_at
+),
+events AS (
+    INSERT INTO history (user_id, segment_id, operation, reason, at)
+    SELECT g.user_id, g.segment_id, 'remove',
+           CASE WHEN s.deleted_at IS NOT NULL
+                     AND (g.expires_at IS NULL OR s.deleted_at < g.expires_at)
+                THEN 'segment_deleted' ELSE 'ttl' END,
+           LEAST(g.expires_at, s.deleted_at)
+    FROM gone g JOIN segments s ON s.id = g.segment_id
+    RETURNING 1
+)
+SELECT count(*) FROM events
+"""
+
+
+def remove_ended(doomed_sql: str, params: dict) -> int:
+    """Remove the memberships ``doomed_sql`` selects; one ttl/segment_deleted event each."""
+    row = fetchone(_REMOVE_ENDED.format(doomed=doomed_sql), params)
+    return row[0] if row else 0
+
+
+@unit_of_work
+def expire_memberships(batch_size: int) -> int:
+    """One batch of the TTL sweep. SKIP LOCKED lets sweepers run side by side, and a row
+    deleted by one is never returned to another, so no event is written twice."""
+    return remove_ended(
+        """SELECT user_id, segment_id FROM memberships
+           WHERE expires_at <= now()
+           ORDER BY expires_at LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED""",
+        {"limit": batch_size},
+    )
+
+
+@unit_of_work
+def user_segments(user_id: int) -> list[str] | None:
+    """The user's live segment names, sorted; ``None`` for an unknown user."""
+    row = fetchone(
+        f"""SELECT ARRAY(SELECT s.name FROM memberships m
+                         JOIN segments s ON s.id = m.segment_id
+                         WHERE m.user_id = u.id AND {LIVE}
+                         ORDER BY s.name)
+            FROM users u WHERE u.id = %s""",
+        (user_id,),
+    )
+    return None if row is None else row[0]
+
+
+def _require_user(user_id: int) -> None:
+    if fetchone("SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
+        raise NotFound(f"user {user_id} not found", id=user_id)
+
+
+def _lock_live_segments(names: list[str]) -> dict[str, int]:
+    """Ids of the named live segments, share-locked so a concurrent delete or percent
+    change waits for this transaction. Raises NotFound naming every unknown one."""
+    rows = fetchall(
+        "SELECT name, id FROM segments WHERE deleted_at IS NULL AND name = ANY(%s) "
+        "ORDER BY id FOR SHARE",
+        (names,),
+    )
+    found = dict(rows)
+    unknown = sorted(set(names) - found.keys())
+    if unknown:
+        raise NotFound(f"unknown segments: {', '.join(unknown)}", segments=unknown)
+    return found
+
+
+def _add(user_id: int, segment_ids: list[int], active_time: int | None) -> None:
+    # Re-adding a held segment keeps the row (no event) but takes this request's expiry;
+    # a person adding it makes it 'manual', so a percent decrease will not remove it.
+    execute(
+        """WITH wanted AS (
+               SELECT unnest(%(ids)s::int[]) AS segment_id ORDER BY 1
+           ),
+           upserted AS (
+               INSERT INTO memberships AS m (user_id, segment_id, source, added_at, expires_at)
+               SELECT %(user)s, segment_id, 'manual', now(),
+                      now() + make_interval(secs => %(ttl)s)
+               FROM wanted
+               ON CONFLICT (user_id, segment_id) DO UPDATE
+                   SET expires_at = EXCLUDED.expires_at, source = 'manual'
+               RETURNING m.segment_id, (xmax = 0) AS inserted
+           ),
+           events AS (
+               INSERT INTO history (user_id, segment_id, operation, reason, at)
+               SELECT %(user)s, segment_id, 'add', 'manual', now()
+               FROM upserted WHERE inserted
+           )
+           DELETE FROM segment_opt_outs
+           WHERE user_id = %(user)s AND segment_id = ANY(%(ids)s)""",
+        {"user": user_id, "ids": segment_ids, "ttl": active_time},
+    )
+
+
+def _remove(user_id: int, segment_ids: list[int]) -> list[int]:
+    rows = fetchall(
+        """WITH gone AS (
+               DELETE FROM memberships
+               WHERE user_id = %(user)s AND segment_id = ANY(%(ids)s)
+               RETURNING segment_id
+           ),
+           events AS (
+               INSERT INTO history (user_id, segment_id, operation, reason, at)
+               SELECT %(user)s, segment_id, 'remove', 'manual', now() FROM gone
+           ),
+           opted_out AS (
+               INSERT INTO segment_opt_outs (segment_id, user_id)
+               SELECT unnest(%(ids)s::int[]), %(user)s
+               ON CONFLICT DO NOTHING
+           )
+           SELECT segment_id FROM gone""",
+        {"user": user_id, "ids": segment_ids},
+    )
+    return [r[0] for r in rows]
+
+
+@unit_of_work
+def change_memberships(
+    user_id: int,
+    add: Iterable[str] = (),
+    remove: Iterable[str] = (),
+    active_time: int | None = None,
+) -> tuple[list[str], list[str]]:
+    """Add and remove segments for one user, all or nothing.
+
+    Returns (segments held from this request, segments actually removed), names sorted.
+    """
+    add, remove = sorted(set(add)), sorted(set(remove))
+    both = sorted(set(add) & set(remove))
+    if both:
+        raise Invalid("a segment cannot be both added and removed", segments=both)
+    _require_user(user_id)
+    ids = _lock_live_segments(add + remove)
+    touched = [ids[n] for n in add + remove]
+    # A membership that expired but was not swept yet ended at its expiry: record that
+    # now, so a re-add below is a new membership with an event of its own.
+    remove_ended(
+        """SELECT user_id, segment_id FROM memberships
+           WHERE user_id = %(user)s AND segment_id = ANY(%(ids)s) AND expires_at <= now()
+           FOR UPDATE""",
+        {"user": user_id, "ids": touched},
+    )
+    if add:
+        _add(user_id, [ids[n] for n in add], active_time)
+    removed_ids = set(_remove(user_id, [ids[n] for n in remove])) if remove else set()
+    return add, [n for n in remove if ids[n] in removed_ids]

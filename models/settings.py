@@ -1,0 +1,104 @@
+"""Every setting of every process, read from the environment in one place.
+
+A bad value raises ``ConfigError`` with one line that names the variable; the entry
+points print that line and exit, so an operator never sees a traceback for a typo.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import psycopg2.extensions
+
+
+class ConfigError(Exception):
+    """A setting has a value the service cannot run with."""
+
+
+# Used only when neither the environment nor the dev launcher gives a database.
+DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres sslmode=disable"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_dsn: str
+    database_password: str | None
+    server_host: str
+    server_port: int
+    log_file_path: str | None
+    redis_url: str
+    db_pool_size: int
+    db_pool_timeout: float
+    web_workers: int
+    sweep_interval: float
+    requeue_interval: float
+    job_lease_seconds: int
+    batch_size: int
+    api_token: str | None
+
+    def connect_params(self) -> dict[str, str]:
+        """libpq keywords for psycopg2, with the password merged in (never logged)."""
+        params = psycopg2.extensions.parse_dsn(self.database_dsn)
+        if self.database_password:
+            params["password"] = self.database_password
+        return params
+
+
+def parse_server_host(value: str) -> tuple[str, int]:
+    """``host:port`` or ``:port`` (the seed's format) into a bindable pair."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"SERVER_HOST={value!r}: expected 'host:port' or ':port'")
+    return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+def _check_dsn(dsn: str) -> str:
+    try:
+        psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"DATABASE_DSN is not a valid connection string: {first_line}") from None
+    return dsn
+
+
+def _check_redis_url(url: str) -> str:
+    if urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError(f"REDIS_URL={url!r}: expected a redis://, rediss:// or unix:// URL")
+    return url
+
+
+def _number(env: dict[str, str], name: str, default: float, kind: type = int, low: float = 1):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return kind(default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if value < low:
+        raise ConfigError(f"{name}={raw!r}: must be at least {low}")
+    return value
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    host, port = parse_server_host(env.get("SERVER_HOST") or ":8080")
+    return Settings(
+        database_dsn=_check_dsn(env.get("DATABASE_DSN") or DEFAULT_DSN),
+        database_password=env.get("DATABASE_PASSWORD") or None,
+        server_host=host,
+        server_port=port,
+        log_file_path=env.get("LOG_FILE_PATH") or None,
+        redis_url=_check_redis_url(env.get("REDIS_URL") or DEFAULT_REDIS_URL),
+        db_pool_size=_number(env, "DB_POOL_SIZE", 16),
+        db_pool_timeout=_number(env, "DB_POOL_TIMEOUT", 5.0, float, low=0.1),
+        web_workers=_number(env, "WEB_WORKERS", 1),
+        sweep_interval=_number(env, "SWEEP_INTERVAL", 5.0, float, low=0.1),
+        requeue_interval=_number(env, "REQUEUE_INTERVAL", 15.0, float, low=0.1),
+        job_lease_seconds=_number(env, "JOB_LEASE_SECONDS", 30),
+        batch_size=_number(env, "BATCH_SIZE", 5000),
+        api_token=env.get("API_TOKEN") or None,
+    )

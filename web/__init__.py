@@ -1,0 +1,1 @@
+"""HTTP front end: app factory, routes per resource, schemas, error mapping."""

@@ -1,0 +1,69 @@
+"""Every error becomes JSON ``{"status", "error", "details"}``; nothing internal leaks."""
+
+from __future__ import annotations
+
+import logging
+
+import peewee
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from playhouse.pool import MaxConnectionsExceeded
+
+from models.errors import Conflict, DomainError, Invalid, NotFound
+
+log = logging.getLogger("web.errors")
+
+
+def error_response(status: int, message: str, details: dict | None = None) -> Response:
+    body = {"status": status, "error": message}
+    if details:
+        body["details"] = details
+    return Response(body, status_code=status, media_type=MediaType.JSON)
+
+
+def _validation_details(exc: ValidationException) -> dict | None:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    messages = [e.get("message") for e in extra if isinstance(e, dict) and e.get("message")]
+    return {"problems": messages} if messages else None
+
+
+def on_http_error(request: Request, exc: HTTPException) -> Response:
+    if isinstance(exc, ValidationException):
+        details = _validation_details(exc)
+        problems = (details or {}).get("problems")
+        message = problems[0] if problems else "invalid request"
+        return error_response(400, message, details)
+    status = exc.status_code
+    if status >= 500:
+        log.error("http error %s on %s %s: %s", status, request.method, request.url.path, exc)
+        return error_response(status, "internal error")
+    return error_response(status, exc.detail or "request rejected")
+
+
+_DOMAIN_STATUS = {NotFound: 404, Conflict: 409, Invalid: 400}
+
+
+def on_domain_error(request: Request, exc: DomainError) -> Response:
+    return error_response(_DOMAIN_STATUS[type(exc)], exc.message, exc.details or None)
+
+
+def on_database_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    return error_response(503, "database unavailable, retry later")
+
+
+def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal error")
+
+
+EXCEPTION_HANDLERS = {
+    HTTPException: on_http_error,
+    DomainError: on_domain_error,
+    peewee.OperationalError: on_database_unavailable,
+    peewee.InterfaceError: on_database_unavailable,
+    MaxConnectionsExceeded: on_database_unavailable,
+    Exception: on_unexpected,
+}

@@ -1,0 +1,35 @@
+"""/health (the process answers) and /ready (its database and Redis answer)."""
+
+from __future__ import annotations
+
+from litestar import Response, get
+
+from models.db import db, fetchone
+from workers.broker import broker
+
+
+@get("/health", tags=["health"], summary="Liveness")
+async def health() -> dict:
+    return {"status": "ok"}
+
+
+def _check(probe) -> str:
+    try:
+        probe()
+    except Exception as exc:
+        return f"down: {type(exc).__name__}"
+    return "ok"
+
+
+def _database() -> None:
+    with db.connection_context():
+        fetchone("SELECT 1")
+
+
+@get("/ready", sync_to_thread=True, tags=["health"], summary="Readiness")
+def ready() -> Response:
+    checks = {"database": _check(_database), "redis": _check(broker.client.ping)}
+    ok = all(v == "ok" for v in checks.values())
+    return Response(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+    )

@@ -1,0 +1,1 @@
+"""Dramatiq side: broker setup, actors for the bulk work, and the periodic scheduler."""
