@@ -33,7 +33,7 @@ def main() -> None:
         applied = apply_migrations()
     except ConfigError as exc:
         sys.exit(f"configuration error: {exc}")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - one clear line for an operator
         sys.exit(f"migration failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
     print(f"migrations applied: {', '.join(applied) or 'none pending'}")
 

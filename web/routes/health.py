@@ -16,7 +16,7 @@ async def health() -> dict:
 def _check(probe) -> str:
     try:
         probe()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
         return f"down: {type(exc).__name__}"
     return "ok"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Controller, get
+from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from models import history, users
@@ -29,7 +30,10 @@ class HistoryController(Controller):
         summary="One user's membership history as CSV",
     )
     def user_history(
-        self, user_id: str, year: str | None = None, month: str | None = None
+        self,
+        user_id: FromPath[str],
+        year: FromQuery[str | None] = None,
+        month: FromQuery[str | None] = None,
     ) -> Stream:
         uid = params.user_id(user_id)
         if not users.user_exists(uid):
@@ -37,5 +41,7 @@ class HistoryController(Controller):
         return _report(uid, year, month, f"history-user-{uid}")
 
     @get("/history", sync_to_thread=True, summary="Everyone's membership history as CSV")
-    def all_history(self, year: str | None = None, month: str | None = None) -> Stream:
+    def all_history(
+        self, year: FromQuery[str | None] = None, month: FromQuery[str | None] = None
+    ) -> Stream:
         return _report(None, year, month, "history")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from litestar import Controller, delete, get, patch, post
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from models import segments
 from web.routes import params
@@ -44,17 +45,17 @@ class SegmentController(Controller):
     tags = ["segments"]
 
     @post("/", status_code=201, sync_to_thread=True, summary="Create a segment")
-    def create(self, data: SegmentCreate) -> Segment:
+    def create(self, data: JSONBody[SegmentCreate]) -> Segment:
         """With auto_percent > 0 the response carries the id of the assignment job."""
         return _started(*segments.create_segment(data.segment, data.percent))
 
     @delete("/", status_code=200, sync_to_thread=True, summary="Delete a segment")
-    def remove(self, data: SegmentRef) -> Segment:
+    def remove(self, data: JSONBody[SegmentRef]) -> Segment:
         """The segment vanishes from every read at once; a job removes its memberships."""
         return _started(*segments.delete_segment(data.segment))
 
     @patch("/", sync_to_thread=True, summary="Change a segment's auto percentage")
-    def change_percent(self, data: SegmentPercent) -> Segment:
+    def change_percent(self, data: JSONBody[SegmentPercent]) -> Segment:
         return _started(*segments.change_percent(data.segment, data.percent))
 
     @get("/", sync_to_thread=True, summary="Live segments with member counts")
@@ -62,12 +63,15 @@ class SegmentController(Controller):
         return SegmentList(segments=[_segment(v) for v in segments.list_segments()])
 
     @get("/{name:str}", sync_to_thread=True, summary="One segment")
-    def read(self, name: str) -> Segment:
+    def read(self, name: FromPath[str]) -> Segment:
         return _segment(segments.get_segment(params.segment_name(name)))
 
     @get("/{name:str}/users", sync_to_thread=True, summary="A page of a segment's members")
     def members(
-        self, name: str, after: str | None = None, limit: str | None = None
+        self,
+        name: FromPath[str],
+        after: FromQuery[str | None] = None,
+        limit: FromQuery[str | None] = None,
     ) -> SegmentMembers:
         """Keyset pagination: pass the previous page's next_after as after."""
         size = params.bounded_int("limit", limit, 1, MAX_PAGE, default=1000)

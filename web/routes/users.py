@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Controller, delete, get, patch, post
+from litestar.params import FromPath, JSONBody
 
 from models import memberships, users
 from models.errors import NotFound
@@ -22,12 +23,12 @@ class UserController(Controller):
     tags = ["users"]
 
     @post("/", status_code=201, sync_to_thread=True, summary="Create a user")
-    def create(self, data: UserCreate) -> UserSegments:
+    def create(self, data: JSONBody[UserCreate]) -> UserSegments:
         """201 with the auto segments the new user fell into; 409 if the id exists."""
         return UserSegments(id=data.id, segments=users.create_user(data.id))
 
     @patch("/", sync_to_thread=True, summary="Add segments to a user")
-    def add_segments(self, data: UserSegmentsAdd) -> UserSegments:
+    def add_segments(self, data: JSONBody[UserSegmentsAdd]) -> UserSegments:
         """All or nothing; re-adding a held segment only resets its expiry."""
         added, _ = memberships.change_memberships(
             data.id, add=data.segments, active_time=data.active_time
@@ -35,13 +36,13 @@ class UserController(Controller):
         return UserSegments(id=data.id, segments=added)
 
     @delete("/", status_code=200, sync_to_thread=True, summary="Remove segments from a user")
-    def remove_segments(self, data: UserSegmentsRemove) -> UserSegments:
+    def remove_segments(self, data: JSONBody[UserSegmentsRemove]) -> UserSegments:
         """Returns the segments actually removed."""
         _, removed = memberships.change_memberships(data.id, remove=data.segments)
         return UserSegments(id=data.id, segments=removed)
 
     @get("/{user_id:str}", sync_to_thread=True, summary="A user's live segments")
-    def read(self, user_id: str) -> UserSegments:
+    def read(self, user_id: FromPath[str]) -> UserSegments:
         uid = params.user_id(user_id)
         names = memberships.user_segments(uid)
         if names is None:
@@ -54,7 +55,9 @@ class UserController(Controller):
         sync_to_thread=True,
         summary="Add and remove segments atomically",
     )
-    def change(self, user_id: str, data: SegmentChanges) -> SegmentChangesResult:
+    def change(
+        self, user_id: FromPath[str], data: JSONBody[SegmentChanges]
+    ) -> SegmentChangesResult:
         uid = params.user_id(user_id)
         added, removed = memberships.change_memberships(
             uid, add=data.add, remove=data.remove, active_time=data.active_time

@@ -1,0 +1,84 @@
+"""Test services: real PostgreSQL and Redis.
+
+The ones named by DATABASE_DSN / REDIS_URL, else the local defaults, else embedded ones
+(scripts/devservices.py). Tests get a database of their own, created fresh for the run,
+and a Redis database number of their own, flushed at start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import psycopg2.extensions
+import pytest
+
+TEST_DB = "segments_test"
+TEST_REDIS_DB = 15
+
+
+def _test_dsn(server_dsn: str) -> str:
+    params = psycopg2.extensions.parse_dsn(server_dsn)
+    params["dbname"] = TEST_DB
+    return psycopg2.extensions.make_dsn(**params)
+
+
+def _test_redis_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return urlunsplit(parts._replace(query=f"db={TEST_REDIS_DB}"))
+    return urlunsplit(parts._replace(path=f"/{TEST_REDIS_DB}"))
+
+
+def _recreate_database(server_dsn: str) -> None:
+    conn = psycopg2.connect(server_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
+        cur.execute(f"CREATE DATABASE {TEST_DB}")
+    conn.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Runs before test modules are imported: web and workers read settings at import.
+    if os.environ.get("SEGMENTS_TEST_READY"):
+        return
+    from scripts.devservices import ensure_services
+
+    services = ensure_services(prefer_local=True)
+    _recreate_database(services["DATABASE_DSN"])
+    os.environ["DATABASE_DSN"] = _test_dsn(services["DATABASE_DSN"])
+    os.environ["REDIS_URL"] = _test_redis_url(services["REDIS_URL"])
+    os.environ.setdefault("BATCH_SIZE", "1000")
+    os.environ["SEGMENTS_TEST_READY"] = "1"
+
+    import redis
+
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+
+    from models.db import init_db
+    from models.migrate import apply_migrations
+    from models.settings import load_settings
+
+    init_db(load_settings())
+    apply_migrations()
+
+
+TABLES = "history, jobs, segment_opt_outs, memberships, segments, users"
+
+
+@pytest.fixture
+def sql() -> Iterator[psycopg2.extensions.cursor]:
+    """A raw autocommit cursor on the test database, for arranging and checking rows."""
+    conn = psycopg2.connect(os.environ["DATABASE_DSN"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        yield cur
+    conn.close()
+
+
+@pytest.fixture
+def clean_db(sql) -> None:
+    sql.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from litestar.testing import TestClient
+
+from web.app import create_app
+
+
+@pytest.fixture(scope="session")
+def app_client() -> Iterator[TestClient]:
+    with TestClient(app=create_app()) as client:
+        yield client
+
+
+@pytest.fixture
+def client(app_client: TestClient, clean_db: None) -> TestClient:
+    """The app in-process, on the real test database, emptied before each test."""
+    return app_client

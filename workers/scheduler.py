@@ -1,0 +1,51 @@
+"""``python -m workers.scheduler``: the periodic trigger (the Procfile's scheduler).
+
+It only sends messages; the workers do the work. Running several schedulers is safe:
+a sweep is safe to run twice at once and a re-enqueue pass only re-sends stale jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from workers.actors import requeue_stale_jobs, sweep_expired
+from workers.broker import settings
+
+log = logging.getLogger("workers.scheduler")
+
+
+def send(actor) -> None:
+    try:
+        actor.send()
+    except Exception as exc:  # noqa: BLE001 - Redis down: try again at the next tick
+        log.warning("could not send %s: %s", actor.actor_name, exc)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    scheduler = BlockingScheduler(timezone="UTC")
+    # coalesce + max_instances=1: after a pause, one catch-up run rather than a burst.
+    common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
+    scheduler.add_job(
+        send, "interval", args=[sweep_expired], seconds=settings.sweep_interval, **common
+    )
+    scheduler.add_job(
+        send, "interval", args=[requeue_stale_jobs], seconds=settings.requeue_interval, **common
+    )
+    log.info(
+        "scheduler started: sweep every %ss, re-enqueue every %ss",
+        settings.sweep_interval,
+        settings.requeue_interval,
+    )
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        scheduler.start()
+
+
+if __name__ == "__main__":
+    main()
