@@ -95,15 +95,12 @@ def _lock_live_segments(names: list[str]) -> dict[str, int]:
 def _add(user_id: int, segment_ids: list[int], active_time: int | None) -> None:
     # Re-adding a held segment keeps the row (no event) but takes this request's expiry;
     # a person adding it makes it 'manual', so a percent decrease will not remove it.
-    execute(
-        """WITH wanted AS (
-               SELECT unnest(%(ids)s::int[]) AS segment_id ORDER BY 1
-           ),
-           upserted AS (
+    fetchall(
+        """WITH upserted AS (
                INSERT INTO memberships AS m (user_id, segment_id, source, added_at, expires_at)
                SELECT %(user)s, segment_id, 'manual', now(),
                       now() + make_interval(secs => %(ttl)s)
-               FROM wanted
+               FROM unnest(%(ids)s::int[]) AS segment_id ORDER BY segment_id
                ON CONFLICT (user_id, segment_id) DO UPDATE
                    SET expires_at = EXCLUDED.expires_at, source = 'manual'
                RETURNING m.segment_id, (xmax = 0) AS inserted
@@ -113,9 +110,13 @@ def _add(user_id: int, segment_ids: list[int], active_time: int | None) -> None:
                SELECT %(user)s, segment_id, 'add', 'manual', now()
                FROM upserted WHERE inserted
            )
-           DELETE FROM segment_opt_outs
-           WHERE user_id = %(user)s AND segment_id = ANY(%(ids)s)""",
+           SELECT segment_id FROM upserted""",
         {"user": user_id, "ids": segment_ids, "ttl": active_time},
+    )
+    # Memberships first, opt-outs second, in every path: one lock order, no deadlocks.
+    execute(
+        "DELETE FROM segment_opt_outs WHERE user_id = %s AND segment_id = ANY(%s)",
+        (user_id, segment_ids),
     )
 
 
@@ -129,14 +130,14 @@ def _remove(user_id: int, segment_ids: list[int]) -> list[int]:
            events AS (
                INSERT INTO history (user_id, segment_id, operation, reason, at)
                SELECT %(user)s, segment_id, 'remove', 'manual', now() FROM gone
-           ),
-           opted_out AS (
-               INSERT INTO segment_opt_outs (segment_id, user_id)
-               SELECT unnest(%(ids)s::int[]), %(user)s
-               ON CONFLICT DO NOTHING
            )
            SELECT segment_id FROM gone""",
         {"user": user_id, "ids": segment_ids},
+    )
+    execute(
+        "INSERT INTO segment_opt_outs (segment_id, user_id) "
+        "SELECT unnest(%s::int[]), %s ORDER BY 1 ON CONFLICT DO NOTHING",
+        (segment_ids, user_id),
     )
     return [r[0] for r in rows]
 

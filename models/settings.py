@@ -30,6 +30,7 @@ class Settings:
     server_port: int
     log_file_path: str | None
     redis_url: str
+    queue_namespace: str
     db_pool_size: int
     db_pool_timeout: float
     web_workers: int
@@ -93,6 +94,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         server_port=port,
         log_file_path=env.get("LOG_FILE_PATH") or None,
         redis_url=_check_redis_url(env.get("REDIS_URL") or DEFAULT_REDIS_URL),
+        queue_namespace=env.get("QUEUE_NAMESPACE") or "dramatiq",
         db_pool_size=_number(env, "DB_POOL_SIZE", 16),
         db_pool_timeout=_number(env, "DB_POOL_TIMEOUT", 5.0, float, low=0.1),
         web_workers=_number(env, "WEB_WORKERS", 1),

@@ -15,8 +15,10 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 
-TEST_DB = "segments_test"
+# Per run, so two test runs on one machine never share (or drop) each other's data.
+TEST_DB = f"segments_test_{os.getpid()}"
 TEST_REDIS_DB = 15
+SERVER_DSN = pytest.StashKey[str]()
 
 
 def _test_dsn(server_dsn: str) -> str:
@@ -32,12 +34,12 @@ def _test_redis_url(url: str) -> str:
     return urlunsplit(parts._replace(path=f"/{TEST_REDIS_DB}"))
 
 
-def _recreate_database(server_dsn: str) -> None:
+def _admin(server_dsn: str, *statements: str) -> None:
     conn = psycopg2.connect(server_dsn)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {TEST_DB}")
+        for statement in statements:
+            cur.execute(statement)
     conn.close()
 
 
@@ -48,15 +50,14 @@ def pytest_configure(config: pytest.Config) -> None:
     from scripts.devservices import ensure_services
 
     services = ensure_services(prefer_local=True)
-    _recreate_database(services["DATABASE_DSN"])
+    config.stash[SERVER_DSN] = services["DATABASE_DSN"]
+    _admin(services["DATABASE_DSN"], f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)",
+           f"CREATE DATABASE {TEST_DB}")
     os.environ["DATABASE_DSN"] = _test_dsn(services["DATABASE_DSN"])
     os.environ["REDIS_URL"] = _test_redis_url(services["REDIS_URL"])
+    os.environ["QUEUE_NAMESPACE"] = TEST_DB
     os.environ.setdefault("BATCH_SIZE", "1000")
     os.environ["SEGMENTS_TEST_READY"] = "1"
-
-    import redis
-
-    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
 
     from models.db import init_db
     from models.migrate import apply_migrations
@@ -64,6 +65,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
     init_db(load_settings())
     apply_migrations()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server_dsn = config.stash.get(SERVER_DSN, None)
+    if server_dsn:
+        from models.db import db
+
+        db.close_all()
+        _admin(server_dsn, f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
+        import redis
+
+        client = redis.Redis.from_url(os.environ["REDIS_URL"])
+        keys = list(client.scan_iter(f"{TEST_DB}*"))
+        if keys:
+            client.delete(*keys)
 
 
 TABLES = "history, jobs, segment_opt_outs, memberships, segments, users"

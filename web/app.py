@@ -12,6 +12,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from models.db import db, init_db
 from models.settings import Settings, load_settings
+from web.body import decode_body_strictly
 from web.errors import EXCEPTION_HANDLERS
 from web.routes.health import health, ready
 from web.routes.history import HistoryController
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ready,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=decode_body_strictly,
         on_startup=[size_thread_pool],
         on_shutdown=[db.close_all],
         openapi_config=OpenAPIConfig(

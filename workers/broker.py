@@ -48,6 +48,11 @@ settings = _settings()
 init_db(settings)
 # Short socket timeouts: the web tier sends after its commit and must not hang on a
 # dead Redis; the job row stays queued and is re-sent later.
-broker = RedisBroker(url=settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+broker = RedisBroker(
+    url=settings.redis_url,
+    namespace=settings.queue_namespace,
+    socket_connect_timeout=2,
+    socket_timeout=5,
+)
 broker.add_middleware(DatabaseConnection())
 dramatiq.set_broker(broker)

@@ -1,0 +1,46 @@
+import pytest
+
+from models.settings import ConfigError, load_settings, parse_server_host
+
+
+def test_defaults():
+    s = load_settings({})
+    assert (s.server_host, s.server_port) == ("0.0.0.0", 8080)
+    assert s.log_file_path is None and s.database_password is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(":8080", ("0.0.0.0", 8080)), ("127.0.0.1:9000", ("127.0.0.1", 9000)),
+     ("[::1]:81", ("::1", 81))],
+)
+def test_server_host(value, expected):
+    assert parse_server_host(value) == expected
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SERVER_HOST": "8080"},
+        {"SERVER_HOST": ":http"},
+        {"SERVER_HOST": ":70000"},
+        {"DATABASE_DSN": "host=db user"},
+        {"REDIS_URL": "http://localhost"},
+        {"DB_POOL_SIZE": "many"},
+        {"DB_POOL_SIZE": "0"},
+        {"SWEEP_INTERVAL": "-1"},
+    ],
+)
+def test_bad_values_fail_with_one_line_naming_the_variable(env):
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    message = str(info.value)
+    assert "\n" not in message and next(iter(env)) in message
+
+
+def test_password_is_merged_into_connect_params_only():
+    s = load_settings({"DATABASE_DSN": "postgresql://app@db:5432/segments",
+                       "DATABASE_PASSWORD": "s3cret"})
+    params = s.connect_params()
+    assert params["password"] == "s3cret" and params["dbname"] == "segments"
+    assert "s3cret" not in s.database_dsn
