@@ -22,4 +22,5 @@ async def decode_body_strictly(request: Request) -> None:
     except msgspec.ValidationError as exc:
         raise ValidationException(extra=[{"message": str(exc)}]) from None
     except msgspec.DecodeError:
-        raise ValidationException(extra=[{"message": "request body must be a JSON object"}]) from None
+        problem = {"message": "request body must be a JSON object"}
+        raise ValidationException(extra=[problem]) from None

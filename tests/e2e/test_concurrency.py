@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from concurrent.futures import ThreadPoolExecutor
 
@@ -59,7 +60,7 @@ def test_parallel_add_and_remove_of_one_membership(web_only, sql):
         )
         ops = [r[0] for r in sql.fetchall()]
         assert ops, segment
-        assert all(a != b for a, b in zip(ops, ops[1:], strict=False)), ops
+        assert all(a != b for a, b in itertools.pairwise(ops)), ops
         assert ops[0] == "add"
         held = segment in http.get("/users/7").json()["segments"]
         assert (ops[-1] == "add") == held
@@ -68,8 +69,10 @@ def test_parallel_add_and_remove_of_one_membership(web_only, sql):
 def test_parallel_creation_of_the_same_user_and_segment(web_only):
     def create(_: int) -> tuple[int, int]:
         with httpx.Client(base_url=web_only.url, timeout=30) as c:
-            return (c.post("/users", json={"id": 42}).status_code,
-                    c.post("/segments", json={"segment": "SAME"}).status_code)
+            return (
+                c.post("/users", json={"id": 42}).status_code,
+                c.post("/segments", json={"segment": "SAME"}).status_code,
+            )
 
     with ThreadPoolExecutor(12) as pool:
         results = list(pool.map(create, range(12)))
