@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import anyio.to_thread
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from models.db import db, init_db
+from models.logs import configure_logging
 from models.settings import Settings, load_settings
 from web.body import decode_body_strictly
 from web.errors import EXCEPTION_HANDLERS
@@ -21,20 +19,9 @@ from web.routes.segments import SegmentController
 from web.routes.users import UserController
 
 
-def configure_logging(settings: Settings) -> None:
-    handler: logging.Handler = (
-        logging.FileHandler(settings.log_file_path)
-        if settings.log_file_path
-        else logging.StreamHandler(sys.stderr)
-    )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-
-
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
+    configure_logging(settings)
     init_db(settings)
 
     def size_thread_pool() -> None:

@@ -14,6 +14,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 
 from models.db import db, init_db
+from models.logs import configure_logging
 from models.settings import ConfigError, Settings, load_settings
 
 
@@ -45,6 +46,7 @@ def _settings() -> Settings:
 
 
 settings = _settings()
+configure_logging(settings)
 init_db(settings)
 # Short socket timeouts: the web tier sends after its commit and must not hang on a
 # dead Redis; the job row stays queued and is re-sent later.

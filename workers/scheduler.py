@@ -25,10 +25,6 @@ def send(actor) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     scheduler = BlockingScheduler(timezone="UTC")
     # coalesce + max_instances=1: after a pause, one catch-up run rather than a burst.
     common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
