@@ -62,6 +62,18 @@ def unit_of_work(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def read_only(fn: Callable[P, R]) -> Callable[P, R]:
+    """Like ``unit_of_work`` for a single read: no BEGIN/COMMIT round trips, since one
+    statement already sees one consistent snapshot."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with db.connection_context():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def fetchall(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple]:
     return db.execute_sql(sql, params).fetchall()
 

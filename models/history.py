@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from models.db import fetchall, unit_of_work
+from models.db import fetchall, read_only
 
 CSV_HEADER = "user_id;segment;operation;timestamp;reason\n"
 BATCH = 5000
@@ -19,7 +19,7 @@ def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
     return start, end
 
 
-@unit_of_work
+@read_only
 def _batch(user_id: int | None, start: datetime, end: datetime, after: tuple | None) -> list:
     # The line is built in SQL: it is as cheap there as anywhere, and Python then only joins.
     return fetchall(

@@ -14,7 +14,7 @@ from typing import Any
 from psycopg2.extras import Json
 
 from models import auto_assignment
-from models.db import execute, fetchall, fetchdict, fetchone, unit_of_work
+from models.db import execute, fetchall, fetchdict, fetchone, read_only, unit_of_work
 
 MAX_ATTEMPTS = 5
 
@@ -49,7 +49,7 @@ def create_job(kind: str, segment_id: int, params: dict[str, Any]) -> int:
     return row[0]
 
 
-@unit_of_work
+@read_only
 def get_job(job_id: int) -> dict | None:
     return fetchdict(f"SELECT {_COLUMNS} FROM jobs WHERE id = %s", (job_id,))
 

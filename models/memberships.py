@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from models.db import execute, fetchall, fetchone, unit_of_work
+from models.db import execute, fetchall, fetchone, read_only, unit_of_work
 from models.errors import Invalid, NotFound
 
 # A membership is live when its segment is live and it has not expired; reads filter on
@@ -58,7 +58,7 @@ def expire_memberships(batch_size: int) -> int:
     )
 
 
-@unit_of_work
+@read_only
 def user_segments(user_id: int) -> list[str] | None:
     """The user's live segment names, sorted; ``None`` for an unknown user."""
     row = fetchone(

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from models import jobs
 from models.buckets import new_salt, threshold
-from models.db import execute, fetchall, fetchone, unit_of_work
+from models.db import execute, fetchall, fetchone, read_only, unit_of_work
 from models.errors import Conflict, NotFound
 from models.memberships import LIVE
 
@@ -92,7 +92,7 @@ def change_percent(name: str, auto_percent: Decimal) -> tuple[dict, int | None]:
     return _segment_view(updated), job_id
 
 
-@unit_of_work
+@read_only
 def list_segments() -> list[dict]:
     rows = fetchall(
         f"""SELECT s.name, s.auto_percent, s.created_at,
@@ -104,7 +104,7 @@ def list_segments() -> list[dict]:
     return [{**_segment_view(r), "members": r[3]} for r in rows]
 
 
-@unit_of_work
+@read_only
 def get_segment(name: str) -> dict:
     row = fetchone(
         f"""SELECT s.name, s.auto_percent, s.created_at,
@@ -117,7 +117,7 @@ def get_segment(name: str) -> dict:
     return {**_segment_view(row), "members": row[3]}
 
 
-@unit_of_work
+@read_only
 def segment_members(name: str, after: int, limit: int) -> list[int]:
     """One page of the segment's live members, by user id, keyset-paginated."""
     if fetchone("SELECT 1 FROM segments WHERE name = %s AND deleted_at IS NULL", (name,)) is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models.buckets import falls_in
-from models.db import execute, fetchall, fetchone, unit_of_work
+from models.db import execute, fetchall, fetchone, read_only, unit_of_work
 from models.errors import Conflict
 from models.segments import hold_auto_segments_shared
 
@@ -44,6 +44,6 @@ def create_user(user_id: int) -> list[str]:
     return [name for name, _ in chosen]
 
 
-@unit_of_work
+@read_only
 def user_exists(user_id: int) -> bool:
     return fetchone("SELECT 1 FROM users WHERE id = %s", (user_id,)) is not None
