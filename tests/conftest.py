@@ -51,8 +51,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     services = ensure_services(prefer_local=True)
     config.stash[SERVER_DSN] = services["DATABASE_DSN"]
-    _admin(services["DATABASE_DSN"], f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)",
-           f"CREATE DATABASE {TEST_DB}")
+    _admin(
+        services["DATABASE_DSN"],
+        f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)",
+        f"CREATE DATABASE {TEST_DB}",
+    )
     os.environ["DATABASE_DSN"] = _test_dsn(services["DATABASE_DSN"])
     os.environ["REDIS_URL"] = _test_redis_url(services["REDIS_URL"])
     os.environ["QUEUE_NAMESPACE"] = TEST_DB

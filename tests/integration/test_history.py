@@ -62,8 +62,17 @@ def test_empty_month_has_only_the_header(client, events):
 
 @pytest.mark.parametrize(
     "query",
-    ["", "year=2023", "month=8", "year=2023&month=0", "year=2023&month=13",
-     "year=abc&month=8", "year=2023&month=8.5", "year=99999&month=1", "year=&month="],
+    [
+        "",
+        "year=2023",
+        "month=8",
+        "year=2023&month=0",
+        "year=2023&month=13",
+        "year=abc&month=8",
+        "year=2023&month=8.5",
+        "year=99999&month=1",
+        "year=&month=",
+    ],
 )
 def test_bad_year_or_month_is_400(client, events, query):
     for path in ("/users/1/history", "/history"):

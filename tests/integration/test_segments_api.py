@@ -102,8 +102,10 @@ def test_list_and_read_with_member_counts(client):
 def test_members_are_paginated_by_user_id(client, sql):
     client.post("/segments", json={"segment": "A"})
     sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 25) g")
-    sql.execute("INSERT INTO memberships (user_id, segment_id, source) "
-                "SELECT g, (SELECT id FROM segments), 'manual' FROM generate_series(1, 25) g")
+    sql.execute(
+        "INSERT INTO memberships (user_id, segment_id, source) "
+        "SELECT g, (SELECT id FROM segments), 'manual' FROM generate_series(1, 25) g"
+    )
     seen, after = [], 0
     while True:
         page = client.get(f"/segments/A/users?after={after}&limit=10").json()
@@ -126,7 +128,15 @@ def test_openapi_document_and_docs_page(client):
     doc = client.get("/docs/openapi.json")
     assert doc.status_code == 200
     paths = doc.json()["paths"]
-    for path in ("/segments", "/users", "/users/{user_id}", "/users/{user_id}/history",
-                 "/history", "/jobs/{job_id}", "/health", "/ready"):
+    for path in (
+        "/segments",
+        "/users",
+        "/users/{user_id}",
+        "/users/{user_id}/history",
+        "/history",
+        "/jobs/{job_id}",
+        "/health",
+        "/ready",
+    ):
         assert path in paths, path
     assert client.get("/docs").status_code == 200

@@ -123,8 +123,10 @@ def test_active_time_sets_expiry(client, segments, sql):
 def test_expired_membership_is_hidden_at_once(client, segments, sql):
     client.post("/users", json={"id": 1})
     client.patch("/users", json={"id": 1, "segments": ["A", "B"], "active_time": 60})
-    sql.execute("UPDATE memberships SET expires_at = now() - interval '1 second' "
-                "WHERE segment_id = (SELECT id FROM segments WHERE name = 'A')")
+    sql.execute(
+        "UPDATE memberships SET expires_at = now() - interval '1 second' "
+        "WHERE segment_id = (SELECT id FROM segments WHERE name = 'A')"
+    )
     assert client.get("/users/1").json()["segments"] == ["B"]
     assert client.get("/segments/A").json()["members"] == 0
 
@@ -134,8 +136,11 @@ def test_readding_an_expired_unswept_membership_records_both_events(client, segm
     client.patch("/users", json={"id": 1, "segments": ["A"], "active_time": 60})
     sql.execute("UPDATE memberships SET expires_at = now() - interval '10 seconds'")
     client.patch("/users", json={"id": 1, "segments": ["A"]})
-    assert events(sql, 1) == [("A", "add", "manual"), ("A", "remove", "ttl"),
-                              ("A", "add", "manual")]
+    assert events(sql, 1) == [
+        ("A", "add", "manual"),
+        ("A", "remove", "ttl"),
+        ("A", "add", "manual"),
+    ]
     sql.execute("SELECT at FROM history WHERE reason = 'ttl'")
     ttl_at = sql.fetchone()[0]
     sql.execute("SELECT now() - %s", (ttl_at,))
@@ -208,8 +213,9 @@ def test_get_unknown_user_is_404(client):
 def test_atomic_add_and_remove(client, segments, sql):
     client.post("/users", json={"id": 1})
     client.patch("/users", json={"id": 1, "segments": ["A"]})
-    r = client.post("/users/1/segments", json={"add": ["B", "C"], "remove": ["A"],
-                                               "active_time": 60})
+    r = client.post(
+        "/users/1/segments", json={"add": ["B", "C"], "remove": ["A"], "active_time": 60}
+    )
     assert r.status_code == 200, r.text
     assert r.json() == {"id": 1, "added": ["B", "C"], "removed": ["A"]}
     assert client.get("/users/1").json()["segments"] == ["B", "C"]

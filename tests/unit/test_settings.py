@@ -11,8 +11,11 @@ def test_defaults():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(":8080", ("0.0.0.0", 8080)), ("127.0.0.1:9000", ("127.0.0.1", 9000)),
-     ("[::1]:81", ("::1", 81))],
+    [
+        (":8080", ("0.0.0.0", 8080)),
+        ("127.0.0.1:9000", ("127.0.0.1", 9000)),
+        ("[::1]:81", ("::1", 81)),
+    ],
 )
 def test_server_host(value, expected):
     assert parse_server_host(value) == expected
@@ -39,8 +42,9 @@ def test_bad_values_fail_with_one_line_naming_the_variable(env):
 
 
 def test_password_is_merged_into_connect_params_only():
-    s = load_settings({"DATABASE_DSN": "postgresql://app@db:5432/segments",
-                       "DATABASE_PASSWORD": "s3cret"})
+    s = load_settings(
+        {"DATABASE_DSN": "postgresql://app@db:5432/segments", "DATABASE_PASSWORD": "s3cret"}
+    )
     params = s.connect_params()
     assert params["password"] == "s3cret" and params["dbname"] == "segments"
     assert "s3cret" not in s.database_dsn
