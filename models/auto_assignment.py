@@ -32,7 +32,7 @@ def assign_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[
             ),
             events AS (
                 INSERT INTO history (user_id, segment_id, operation, reason, at)
-                SELECT user_id, segment_id, 'add', %(reason)s, now() FROM added
+                SELECT user_id, segment_id, 'add', %(reason)s, clock_timestamp() FROM added
             )
             SELECT (SELECT max(id) FROM batch), (SELECT count(*) FROM batch),
                    EXISTS (SELECT 1 FROM seg)""",
@@ -60,7 +60,7 @@ def shrink_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[
             ),
             events AS (
                 INSERT INTO history (user_id, segment_id, operation, reason, at)
-                SELECT user_id, segment_id, 'remove', 'percent_change', now() FROM gone
+                SELECT user_id, segment_id, 'remove', 'percent_change', clock_timestamp() FROM gone
             )
             SELECT (SELECT max(user_id) FROM batch), (SELECT count(*) FROM batch),
                    EXISTS (SELECT 1 FROM seg)""",

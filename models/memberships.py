@@ -2,6 +2,9 @@
 
 Every statement that changes a membership feeds its RETURNING rows into the history
 insert of the same statement, so one state change writes exactly one event, atomically.
+Event times come from clock_timestamp(), taken after the row lock is held, not from
+now() (the transaction's start): two transactions racing on one membership then get
+event times in the order their changes took effect.
 """
 
 from __future__ import annotations
@@ -107,7 +110,7 @@ def _add(user_id: int, segment_ids: list[int], active_time: int | None) -> None:
            ),
            events AS (
                INSERT INTO history (user_id, segment_id, operation, reason, at)
-               SELECT %(user)s, segment_id, 'add', 'manual', now()
+               SELECT %(user)s, segment_id, 'add', 'manual', clock_timestamp()
                FROM upserted WHERE inserted
            )
            SELECT segment_id FROM upserted""",
@@ -129,7 +132,7 @@ def _remove(user_id: int, segment_ids: list[int]) -> list[int]:
            ),
            events AS (
                INSERT INTO history (user_id, segment_id, operation, reason, at)
-               SELECT %(user)s, segment_id, 'remove', 'manual', now() FROM gone
+               SELECT %(user)s, segment_id, 'remove', 'manual', clock_timestamp() FROM gone
            )
            SELECT segment_id FROM gone""",
         {"user": user_id, "ids": segment_ids},

@@ -55,7 +55,7 @@ def delete_segment(name: str) -> tuple[dict, int]:
     """Hide the segment from every read at once, free its name, and record the job that
     removes its memberships. Returns the segment and the cleanup job's id."""
     row = fetchone(
-        """UPDATE segments SET deleted_at = now()
+        """UPDATE segments SET deleted_at = clock_timestamp()
            WHERE name = %s AND deleted_at IS NULL
            RETURNING id, name, auto_percent, created_at""",
         (name,),

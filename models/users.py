@@ -38,7 +38,7 @@ def create_user(user_id: int) -> list[str]:
                    RETURNING segment_id
                )
                INSERT INTO history (user_id, segment_id, operation, reason, at)
-               SELECT %(user)s, segment_id, 'add', 'auto', now() FROM added""",
+               SELECT %(user)s, segment_id, 'add', 'auto', clock_timestamp() FROM added""",
             {"user": user_id, "ids": [sid for _, sid in chosen]},
         )
     return [name for name, _ in chosen]
