@@ -27,6 +27,8 @@ R = TypeVar("R")
 def init_db(settings: Settings) -> PooledPostgresqlDatabase:
     params = settings.connect_params()
     dbname = params.pop("dbname", "postgres")
+    if not db.deferred:
+        db.close_all()  # re-initialised: pooled connections belong to the old settings
     db.init(
         dbname,
         max_connections=settings.db_pool_size,

@@ -145,3 +145,18 @@ def stale_jobs(queued_for_seconds: float, limit: int = 100) -> list[int]:
         {"age": queued_for_seconds, "limit": limit},
     )
     return [r[0] for r in rows]
+
+
+@read_only
+def job_stats() -> dict:
+    """Counts and run time by (kind, state), and the age of the oldest queued job."""
+    rows = fetchall(
+        """SELECT kind, state, count(*),
+                  coalesce(sum(extract(epoch FROM finished_at - started_at)), 0)
+           FROM jobs GROUP BY kind, state"""
+    )
+    lag = fetchone(
+        "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM jobs "
+        "WHERE state = 'queued'"
+    )
+    return {"by_kind_state": rows, "queue_lag_seconds": float(lag[0])}

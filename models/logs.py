@@ -1,13 +1,41 @@
-"""Logging for every process: to LOG_FILE_PATH when set, else stderr."""
+"""Logging for every process: one JSON object a line, to LOG_FILE_PATH or stderr.
+
+The web tier sets ``request_id`` for each request; every record logged while serving it
+(on any thread: anyio copies the context into its worker threads) carries it.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
 
 from models.settings import Settings
 
-FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+# Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "msg": record.getMessage(),
+        }
+        rid = request_id.get()
+        if rid:
+            entry["request_id"] = rid
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -16,9 +44,12 @@ def configure_logging(settings: Settings) -> None:
         if settings.log_file_path
         else logging.StreamHandler(sys.stderr)
     )
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace plain console/file handlers (ours from an earlier call, or a CLI's default
+    # setup such as Dramatiq's), but keep specialised ones such as pytest's log capture.
+    plain = (logging.StreamHandler, logging.FileHandler)
+    root.handlers[:] = [h for h in root.handlers if type(h) not in plain] + [handler]
     root.setLevel(logging.INFO)
     # peewee logs every statement at DEBUG; httpx every request at INFO.
     for noisy in ("peewee", "httpx", "apscheduler", "peewee_migrate"):

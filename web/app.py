@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import anyio.to_thread
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
@@ -10,19 +12,31 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from models.db import db, init_db
 from models.logs import configure_logging
 from models.settings import Settings, load_settings
+from web.auth import token_guard
 from web.body import decode_body_strictly
 from web.errors import EXCEPTION_HANDLERS
+from web.metrics import metrics, prometheus, register_job_metrics
+from web.middleware import request_context
 from web.routes.health import health, ready
 from web.routes.history import HistoryController
 from web.routes.jobs import read_job
 from web.routes.segments import SegmentController
 from web.routes.users import UserController
 
+MAX_BODY = 1024 * 1024
+log = logging.getLogger("web.app")
+
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     configure_logging(settings)
     init_db(settings)
+    register_job_metrics()
+
+    if settings.api_token:
+        log.info("API_TOKEN set: every endpoint but /health and /ready needs a bearer token")
+    else:
+        log.warning("API_TOKEN not set: the API is open to anyone who can reach it")
 
     def size_thread_pool() -> None:
         # Sync handlers run on anyio's worker threads; more threads than pooled
@@ -37,8 +51,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             read_job,
             health,
             ready,
+            metrics,
         ],
+        middleware=[request_context, prometheus.middleware],
+        guards=[token_guard(settings.api_token)] if settings.api_token else [],
+        request_max_body_size=MAX_BODY,
         exception_handlers=EXCEPTION_HANDLERS,
+        logging_config=None,  # models.logs configures logging for every process
         before_request=decode_body_strictly,
         on_startup=[size_thread_pool],
         on_shutdown=[db.close_all],

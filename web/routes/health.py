@@ -5,10 +5,11 @@ from __future__ import annotations
 from litestar import Response, get
 
 from models.db import db, fetchone
+from web.auth import PUBLIC
 from workers.broker import broker
 
 
-@get("/health", tags=["health"], summary="Liveness")
+@get("/health", tags=["health"], summary="Liveness", opt={PUBLIC: True})
 async def health() -> dict:
     return {"status": "ok"}
 
@@ -26,7 +27,7 @@ def _database() -> None:
         fetchone("SELECT 1")
 
 
-@get("/ready", sync_to_thread=True, tags=["health"], summary="Readiness")
+@get("/ready", sync_to_thread=True, tags=["health"], summary="Readiness", opt={PUBLIC: True})
 def ready() -> Response:
     checks = {"database": _check(_database), "redis": _check(broker.client.ping)}
     ok = all(v == "ok" for v in checks.values())

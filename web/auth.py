@@ -1,0 +1,26 @@
+"""Optional bearer-token access control (API_TOKEN). /health and /ready stay open, so
+orchestrators can probe without the secret."""
+
+from __future__ import annotations
+
+import hmac
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+
+PUBLIC = "public"
+
+
+def token_guard(token: str):
+    expected = f"Bearer {token}".encode()
+
+    def require_token(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+        if handler.opt.get(PUBLIC):
+            return
+        given = connection.headers.get("authorization", "").encode()
+        # Constant-time: the comparison takes as long whatever prefix matches.
+        if not hmac.compare_digest(given, expected):
+            raise NotAuthorizedException("missing or wrong bearer token")
+
+    return require_token
