@@ -54,6 +54,9 @@ def create_segment(name: str, auto_percent: Decimal) -> tuple[dict, int | None]:
 def delete_segment(name: str) -> tuple[dict, int]:
     """Hide the segment from every read at once, free its name, and record the job that
     removes its memberships. Returns the segment and the cleanup job's id."""
+    # Like a percent change: a user being created either commits before the cleanup job
+    # scans, or sees the segment as deleted and does not join it.
+    _hold_auto_segments_exclusive()
     row = fetchone(
         """UPDATE segments SET deleted_at = clock_timestamp()
            WHERE name = %s AND deleted_at IS NULL
