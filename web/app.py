@@ -17,6 +17,7 @@ from web.body import decode_body_strictly
 from web.errors import EXCEPTION_HANDLERS
 from web.metrics import metrics, prometheus, register_job_metrics
 from web.middleware import request_context
+from web.openapi import use_msgspec_schemas
 from web.routes.health import health, ready
 from web.routes.history import HistoryController
 from web.routes.jobs import read_job
@@ -43,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # connections would only queue inside the pool.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_pool_size
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             UserController,
             SegmentController,
@@ -68,3 +69,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
             render_plugins=[SwaggerRenderPlugin(path="/"), ScalarRenderPlugin(path="/scalar")],
         ),
     )
+    use_msgspec_schemas(app)
+    return app

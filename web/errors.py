@@ -15,16 +15,22 @@ from models.errors import Conflict, DomainError, Invalid, NotFound
 log = logging.getLogger("web.errors")
 
 
-def error_response(status: int, message: str, details: dict | None = None) -> Response:
+def error_response(
+    status: int, message: str, details: dict | None = None, headers: dict | None = None
+) -> Response:
     body = {"status": status, "error": message}
     if details:
         body["details"] = details
-    return Response(body, status_code=status, media_type=MediaType.JSON)
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def _validation_details(exc: ValidationException) -> dict | None:
     extra = exc.extra if isinstance(exc.extra, list) else []
-    messages = [e.get("message") for e in extra if isinstance(e, dict) and e.get("message")]
+    messages = [
+        f"{e['key']}: {e['message']}" if e.get("key") else e["message"]
+        for e in extra
+        if isinstance(e, dict) and e.get("message")
+    ]
     return {"problems": messages} if messages else None
 
 
@@ -32,13 +38,14 @@ def on_http_error(request: Request, exc: HTTPException) -> Response:
     if isinstance(exc, ValidationException):
         details = _validation_details(exc)
         problems = (details or {}).get("problems")
-        message = problems[0] if problems else "invalid request"
+        message = problems[0] if problems else (exc.detail or "invalid request")
         return error_response(400, message, details)
     status = exc.status_code
     if status >= 500:
         log.error("http error %s on %s %s: %s", status, request.method, request.url.path, exc)
         return error_response(status, "internal error")
-    return error_response(status, exc.detail or "request rejected")
+    # Keep the exception's headers: Allow on a 405, WWW-Authenticate on a 401.
+    return error_response(status, exc.detail or "request rejected", headers=exc.headers)
 
 
 _DOMAIN_STATUS = {NotFound: 404, Conflict: 409, Invalid: 400}

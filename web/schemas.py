@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Annotated
 
 import msgspec
+from litestar.openapi import ResponseSpec
 
 MAX_USER_ID = 2**63 - 1
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
@@ -125,3 +126,22 @@ class Error(msgspec.Struct):
     status: int
     error: str
     details: dict | None = None
+
+
+class Readiness(msgspec.Struct):
+    status: str
+    checks: dict[str, str]
+
+
+# Every error a handler may answer with, so the OpenAPI document describes real responses.
+ERRORS = {
+    code: ResponseSpec(data_container=Error, description=description, generate_examples=False)
+    for code, description in [
+        (400, "Invalid input: the message names the field or value"),
+        (401, "Missing or wrong bearer token (only when API_TOKEN is set)"),
+        (404, "Unknown user, segment or job; unknown segments are all named"),
+        (409, "Already exists"),
+        (413, "Request body over 1 MiB"),
+        (503, "Database unavailable"),
+    ]
+}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from litestar import Response, get
+from litestar.openapi import ResponseSpec
 
 from models.db import db, fetchone
 from web.auth import PUBLIC
+from web.schemas import Readiness
 from workers.broker import broker
 
 
@@ -27,10 +29,16 @@ def _database() -> None:
         fetchone("SELECT 1")
 
 
-@get("/ready", sync_to_thread=True, tags=["health"], summary="Readiness", opt={PUBLIC: True})
-def ready() -> Response:
+@get(
+    "/ready",
+    sync_to_thread=True,
+    tags=["health"],
+    summary="Readiness",
+    opt={PUBLIC: True},
+    responses={503: ResponseSpec(Readiness, description="A dependency does not answer")},
+)
+def ready() -> Response[Readiness]:
     checks = {"database": _check(_database), "redis": _check(broker.client.ping)}
     ok = all(v == "ok" for v in checks.values())
-    return Response(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
-    )
+    status = "ok" if ok else "unavailable"
+    return Response(Readiness(status=status, checks=checks), status_code=200 if ok else 503)

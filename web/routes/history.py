@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from litestar import Controller, get
-from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from models import history, users
 from models.errors import NotFound
 from web.routes import params
+from web.schemas import ERRORS
 
 
-def _report(user_id: int | None, year: str | None, month: str | None, filename: str) -> Stream:
-    y = params.bounded_int("year", year, 1970, 9999)
-    m = params.bounded_int("month", month, 1, 12)
+def _report(user_id: int | None, y: int, m: int, filename: str) -> Stream:
     return Stream(
         history.history_csv(user_id, y, m),
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{filename}-{y}-{m:02d}.csv"'},
     )
 
@@ -27,21 +25,27 @@ class HistoryController(Controller):
     @get(
         "/users/{user_id:str}/history",
         sync_to_thread=True,
+        responses=ERRORS,
+        media_type="text/csv",
         summary="One user's membership history as CSV",
     )
     def user_history(
         self,
-        user_id: FromPath[str],
-        year: FromQuery[str | None] = None,
-        month: FromQuery[str | None] = None,
+        user_id: params.UserIdPath,
+        year: params.Year,
+        month: params.Month,
     ) -> Stream:
         uid = params.user_id(user_id)
         if not users.user_exists(uid):
             raise NotFound(f"user {uid} not found", id=uid)
         return _report(uid, year, month, f"history-user-{uid}")
 
-    @get("/history", sync_to_thread=True, summary="Everyone's membership history as CSV")
-    def all_history(
-        self, year: FromQuery[str | None] = None, month: FromQuery[str | None] = None
-    ) -> Stream:
+    @get(
+        "/history",
+        sync_to_thread=True,
+        responses=ERRORS,
+        media_type="text/csv",
+        summary="Everyone's membership history as CSV",
+    )
+    def all_history(self, year: params.Year, month: params.Month) -> Stream:
         return _report(None, year, month, "history")

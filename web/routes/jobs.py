@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from litestar import get
-from litestar.params import FromPath
 
 from models import jobs
 from models.errors import NotFound
 from web.routes import params
-from web.schemas import Job
+from web.schemas import ERRORS, Job
 
 
-@get("/jobs/{job_id:str}", sync_to_thread=True, tags=["jobs"], summary="A bulk job's state")
-def read_job(job_id: FromPath[str]) -> Job:
-    jid = params.bounded_int("job id", job_id, 1, params.MAX_USER_ID)
+@get(
+    "/jobs/{job_id:str}",
+    sync_to_thread=True,
+    responses=ERRORS,
+    tags=["jobs"],
+    summary="A bulk job's state",
+)
+def read_job(job_id: params.JobIdPath) -> Job:
+    jid = params.job_id(job_id)
     job = jobs.get_job(jid)
     if job is None:
         raise NotFound(f"job {jid} not found", id=jid)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 from litestar import Controller, delete, get, patch, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import JSONBody
 
 from models import segments
 from web.routes import params
 from web.schemas import (
+    ERRORS,
     Segment,
     SegmentCreate,
     SegmentList,
@@ -18,8 +19,6 @@ from web.schemas import (
     SegmentRef,
 )
 from workers.actors import enqueue_job
-
-MAX_PAGE = 10_000
 
 
 def _segment(view: dict, job_id: int | None = None) -> Segment:
@@ -44,39 +43,42 @@ class SegmentController(Controller):
     path = "/segments"
     tags = ["segments"]
 
-    @post("/", status_code=201, sync_to_thread=True, summary="Create a segment")
+    @post("/", status_code=201, sync_to_thread=True, responses=ERRORS, summary="Create a segment")
     def create(self, data: JSONBody[SegmentCreate]) -> Segment:
         """With auto_percent > 0 the response carries the id of the assignment job."""
         return _started(*segments.create_segment(data.segment, data.percent))
 
-    @delete("/", status_code=200, sync_to_thread=True, summary="Delete a segment")
+    @delete("/", status_code=200, sync_to_thread=True, responses=ERRORS, summary="Delete a segment")
     def remove(self, data: JSONBody[SegmentRef]) -> Segment:
         """The segment vanishes from every read at once; a job removes its memberships."""
         return _started(*segments.delete_segment(data.segment))
 
-    @patch("/", sync_to_thread=True, summary="Change a segment's auto percentage")
+    @patch("/", sync_to_thread=True, responses=ERRORS, summary="Change a segment's auto percentage")
     def change_percent(self, data: JSONBody[SegmentPercent]) -> Segment:
         return _started(*segments.change_percent(data.segment, data.percent))
 
-    @get("/", sync_to_thread=True, summary="Live segments with member counts")
+    @get("/", sync_to_thread=True, responses=ERRORS, summary="Live segments with member counts")
     def list(self) -> SegmentList:
         return SegmentList(segments=[_segment(v) for v in segments.list_segments()])
 
-    @get("/{name:str}", sync_to_thread=True, summary="One segment")
-    def read(self, name: FromPath[str]) -> Segment:
+    @get("/{name:str}", sync_to_thread=True, responses=ERRORS, summary="One segment")
+    def read(self, name: params.NamePath) -> Segment:
         return _segment(segments.get_segment(params.segment_name(name)))
 
-    @get("/{name:str}/users", sync_to_thread=True, summary="A page of a segment's members")
+    @get(
+        "/{name:str}/users",
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="A page of a segment's members",
+    )
     def members(
         self,
-        name: FromPath[str],
-        after: FromQuery[str | None] = None,
-        limit: FromQuery[str | None] = None,
+        name: params.NamePath,
+        after: params.After = 0,
+        limit: params.Limit = 1000,
     ) -> SegmentMembers:
         """Keyset pagination: pass the previous page's next_after as after."""
-        size = params.bounded_int("limit", limit, 1, MAX_PAGE, default=1000)
-        start = params.bounded_int("after", after, 0, params.MAX_USER_ID, default=0)
-        ids = segments.segment_members(params.segment_name(name), start, size)
+        ids = segments.segment_members(params.segment_name(name), after, limit)
         return SegmentMembers(
-            segment=name, users=ids, next_after=ids[-1] if len(ids) == size else None
+            segment=name, users=ids, next_after=ids[-1] if len(ids) == limit else None
         )

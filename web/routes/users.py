@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from litestar import Controller, delete, get, patch, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from models import memberships, users
 from models.errors import NotFound
 from web.routes import params
 from web.schemas import (
+    ERRORS,
     SegmentChanges,
     SegmentChangesResult,
     UserCreate,
@@ -22,12 +23,12 @@ class UserController(Controller):
     path = "/users"
     tags = ["users"]
 
-    @post("/", status_code=201, sync_to_thread=True, summary="Create a user")
+    @post("/", status_code=201, sync_to_thread=True, responses=ERRORS, summary="Create a user")
     def create(self, data: JSONBody[UserCreate]) -> UserSegments:
         """201 with the auto segments the new user fell into; 409 if the id exists."""
         return UserSegments(id=data.id, segments=users.create_user(data.id))
 
-    @patch("/", sync_to_thread=True, summary="Add segments to a user")
+    @patch("/", sync_to_thread=True, responses=ERRORS, summary="Add segments to a user")
     def add_segments(self, data: JSONBody[UserSegmentsAdd]) -> UserSegments:
         """All or nothing; re-adding a held segment only resets its expiry."""
         added, _ = memberships.change_memberships(
@@ -35,14 +36,20 @@ class UserController(Controller):
         )
         return UserSegments(id=data.id, segments=added)
 
-    @delete("/", status_code=200, sync_to_thread=True, summary="Remove segments from a user")
+    @delete(
+        "/",
+        status_code=200,
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="Remove segments from a user",
+    )
     def remove_segments(self, data: JSONBody[UserSegmentsRemove]) -> UserSegments:
         """Returns the segments actually removed."""
         _, removed = memberships.change_memberships(data.id, remove=data.segments)
         return UserSegments(id=data.id, segments=removed)
 
-    @get("/{user_id:str}", sync_to_thread=True, summary="A user's live segments")
-    def read(self, user_id: FromPath[str]) -> UserSegments:
+    @get("/{user_id:str}", sync_to_thread=True, responses=ERRORS, summary="A user's live segments")
+    def read(self, user_id: params.UserIdPath) -> UserSegments:
         uid = params.user_id(user_id)
         names = memberships.user_segments(uid)
         if names is None:
@@ -53,10 +60,11 @@ class UserController(Controller):
         "/{user_id:str}/segments",
         status_code=200,
         sync_to_thread=True,
+        responses=ERRORS,
         summary="Add and remove segments atomically",
     )
     def change(
-        self, user_id: FromPath[str], data: JSONBody[SegmentChanges]
+        self, user_id: params.UserIdPath, data: JSONBody[SegmentChanges]
     ) -> SegmentChangesResult:
         uid = params.user_id(user_id)
         added, removed = memberships.change_memberships(

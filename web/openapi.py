@@ -1,0 +1,33 @@
+"""The OpenAPI document, with each body schema exactly as msgspec validates it.
+
+Litestar's generator drops some msgspec constraints (patterns on list items,
+exclusiveMinimum, additionalProperties: false for forbid_unknown_fields, exact integer
+bounds), so clients and fuzzers would think invalid bodies valid. msgspec can describe
+its own types, so its schema replaces Litestar's for every body struct.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import msgspec
+from litestar import Litestar
+from litestar._openapi.plugin import OpenAPIPlugin
+
+from web import schemas
+
+REF = "#/components/schemas/{name}"
+
+
+def use_msgspec_schemas(app: Litestar) -> None:
+    document = app.plugins.get(OpenAPIPlugin).provide_openapi_schema()  # cached and served
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    structs = [
+        obj
+        for _, obj in inspect.getmembers(schemas, inspect.isclass)
+        if issubclass(obj, msgspec.Struct)
+        and obj.__module__ == schemas.__name__
+        and obj.__name__ in components
+    ]
+    _, exact = msgspec.json.schema_components(structs, ref_template=REF)
+    components.update(exact)
