@@ -16,6 +16,17 @@ _SEGMENT = """SELECT id, salt, (auto_percent * 100)::int AS threshold FROM segme
 def assign_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[int, int, bool]:
     """Add the next ``size`` users (by id) whose bucket is in [low, high), unless removed
     by hand; one add event per new membership."""
+    args = {"segment": segment_id, "after": after, "size": size, **params}
+    # A membership that expired unswept in this range ended at its expiry: record that
+    # first, so the user can be assigned like anyone else instead of being skipped.
+    remove_ended(
+        """SELECT user_id, segment_id FROM memberships
+           WHERE segment_id = %(segment)s AND user_id > %(after)s AND expires_at <= now()
+             AND user_id <= (SELECT max(id) FROM (SELECT id FROM users WHERE id > %(after)s
+                                                  ORDER BY id LIMIT %(size)s) b)
+           FOR UPDATE""",
+        args,
+    )
     row = fetchone(
         f"""WITH seg AS ({_SEGMENT}),
             batch AS (SELECT id FROM users WHERE id > %(after)s ORDER BY id LIMIT %(size)s),
@@ -36,7 +47,7 @@ def assign_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[
             )
             SELECT (SELECT max(id) FROM batch), (SELECT count(*) FROM batch),
                    EXISTS (SELECT 1 FROM seg)""",
-        {"segment": segment_id, "after": after, "size": size, **params},
+        args,
     )
     last, scanned, live = row
     if not live or last is None:
