@@ -101,8 +101,8 @@ def _add(user_id: int, segment_ids: list[int], active_time: int | None) -> None:
     fetchall(
         """WITH upserted AS (
                INSERT INTO memberships AS m (user_id, segment_id, source, added_at, expires_at)
-               SELECT %(user)s, segment_id, 'manual', now(),
-                      now() + make_interval(secs => %(ttl)s)
+               SELECT %(user)s, segment_id, 'manual', clock_timestamp(),
+                      clock_timestamp() + make_interval(secs => %(ttl)s)
                FROM unnest(%(ids)s::int[]) AS segment_id ORDER BY segment_id
                ON CONFLICT (user_id, segment_id) DO UPDATE
                    SET expires_at = EXCLUDED.expires_at, source = 'manual'
