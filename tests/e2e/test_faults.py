@@ -88,6 +88,9 @@ def test_connections_terminated_under_load_recover_without_restart(users, sql):
     assert stack.procs["web"].poll() is None
     assert all(stack.http.get("/users/1").status_code == 200 for _ in range(20))
     assert stack.http.get("/ready").status_code == 200
+    # The worker lost its connections too, and still runs a new job.
+    r = stack.http.post("/segments", json={"segment": "AFTER", "auto_percent": 50})
+    assert stack.wait_job(r.json()["job_id"])["state"] == "done"
     assert verify()["ok"]
 
 

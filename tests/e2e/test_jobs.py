@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from models.verify import verify
 from tests.e2e.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -143,6 +144,7 @@ def test_worker_killed_mid_job_another_worker_finishes_it_exactly_once(make_stac
     members, add_events, wrong = events_per_member(sql, seg_id)
     assert wrong == 0 and add_events == members
     assert 108_000 < members < 117_000
+    assert verify()["ok"]
 
 
 def test_segment_created_while_redis_is_down_is_assigned_once_it_is_back(
