@@ -16,15 +16,25 @@ from playhouse.pool import PooledPostgresqlDatabase
 
 from models.settings import Settings
 
+
+class Pool(PooledPostgresqlDatabase):
+    def _is_closed(self, conn) -> bool:
+        # peewee pings every connection it hands out with SELECT 1, holding the database
+        # lock for that round trip: requests queue behind each other's pings. Check the
+        # driver's flag instead; a connection the server dropped fails on first use, the
+        # request gets a 503, and the web tier then drops the idle ones (web/errors.py).
+        return bool(conn.closed)
+
+
 # autoconnect=False: a query run without a borrowed connection is a bug, and should fail
 # loudly instead of silently pinning a pooled connection to a thread forever.
-db = PooledPostgresqlDatabase(None, autoconnect=False, autorollback=False)
+db = Pool(None, autoconnect=False, autorollback=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def init_db(settings: Settings) -> PooledPostgresqlDatabase:
+def init_db(settings: Settings) -> Pool:
     params = settings.connect_params()
     dbname = params.pop("dbname", "postgres")
     if not db.deferred:

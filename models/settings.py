@@ -39,6 +39,7 @@ class Settings:
     job_lease_seconds: int
     batch_size: int
     api_token: str | None
+    access_log: bool
 
     def connect_params(self) -> dict[str, str]:
         """libpq keywords for psycopg2, with the password merged in (never logged)."""
@@ -84,6 +85,13 @@ def _number(env: dict[str, str], name: str, default: float, kind: type = int, lo
     return value
 
 
+def _flag(env: dict[str, str], name: str) -> bool:
+    raw = (env.get(name) or "0").strip().lower()
+    if raw not in {"0", "1", "true", "false", "yes", "no", "on", "off"}:
+        raise ConfigError(f"{name}={raw!r}: expected 1/0, true/false, yes/no or on/off")
+    return raw in {"1", "true", "yes", "on"}
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     host, port = parse_server_host(env.get("SERVER_HOST") or ":8080")
@@ -103,4 +111,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         job_lease_seconds=_number(env, "JOB_LEASE_SECONDS", 30),
         batch_size=_number(env, "BATCH_SIZE", 5000),
         api_token=env.get("API_TOKEN") or None,
+        access_log=_flag(env, "ACCESS_LOG"),
     )

@@ -15,7 +15,7 @@ from models.settings import Settings, load_settings
 from web.auth import token_guard
 from web.body import decode_body_strictly
 from web.errors import EXCEPTION_HANDLERS
-from web.metrics import metrics, prometheus, register_job_metrics
+from web.metrics import metrics, register_job_metrics
 from web.middleware import request_context
 from web.openapi import use_msgspec_schemas
 from web.routes.health import health, ready
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ready,
             metrics,
         ],
-        middleware=[request_context, prometheus.middleware],
+        middleware=[request_context(settings.access_log)],
         guards=[token_guard(settings.api_token)] if settings.api_token else [],
         request_max_body_size=MAX_BODY,
         exception_handlers=EXCEPTION_HANDLERS,

@@ -1,22 +1,15 @@
 """Prometheus metrics at /metrics: HTTP requests by route and status with latency
-histograms (Litestar's Prometheus middleware), and bulk jobs by kind and state with run
-time and queue lag, read from the jobs table at scrape time."""
+histograms (web/middleware.py), and bulk jobs by kind and state with run time and queue
+lag, read from the jobs table at scrape time."""
 
 from __future__ import annotations
 
 from litestar import Response, get
-from litestar.plugins.prometheus import PrometheusConfig
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from models import jobs
-
-# group_path: label by route template (/users/{user_id}), not by raw path, so the
-# number of series stays bounded whatever ids clients send.
-prometheus = PrometheusConfig(
-    app_name="segments", prefix="segments", group_path=True, exclude=["/metrics"]
-)
 
 
 class JobsCollector(Collector):
