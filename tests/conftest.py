@@ -30,7 +30,8 @@ def _test_dsn(server_dsn: str) -> str:
 def _test_redis_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":
-        return urlunsplit(parts._replace(query=f"db={TEST_REDIS_DB}"))
+        # Not urlunsplit: it would drop the empty authority and write "unix:/path".
+        return f"unix://{parts.path}?db={TEST_REDIS_DB}"
     return urlunsplit(parts._replace(path=f"/{TEST_REDIS_DB}"))
 
 

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from models.db import db
 from models.verify import verify
 from tests.conftest import TEST_DB
 
@@ -19,6 +20,16 @@ pytestmark = pytest.mark.e2e
 
 def admin(sql, statement: str) -> None:
     sql.execute(statement.format(db=TEST_DB))
+
+
+def drop_connections(sql) -> None:
+    """Every connection to the test database is killed, this process's pooled ones too."""
+    admin(
+        sql,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = '{db}' AND pid <> pg_backend_pid()",
+    )
+    db.close_idle()
 
 
 def load(url: str, stop: threading.Event, seed: int) -> Counter:
@@ -74,11 +85,7 @@ def test_connections_terminated_under_load_recover_without_restart(users, sql):
     def outages():
         for _ in range(3):
             time.sleep(0.7)
-            admin(
-                sql,
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = '{db}' AND pid <> pg_backend_pid()",
-            )
+            drop_connections(sql)
         time.sleep(1)
 
     seen = run_load(stack.url, outages)
@@ -102,11 +109,7 @@ def test_database_refusing_connections_gives_fast_503_then_recovers(users, serve
     def outage():
         time.sleep(0.5)
         admin(sql, 'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
-        admin(
-            sql,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = '{db}' AND pid <> pg_backend_pid()",
-        )
+        drop_connections(sql)
         started = time.monotonic()
         r = stack.http.get("/users/1")
         pids.append((r.status_code, time.monotonic() - started, r.json()))
@@ -135,11 +138,7 @@ def test_no_half_written_change_after_faults(users, sql):
     def chaos():
         for _ in range(5):
             time.sleep(0.3)
-            admin(
-                sql,
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = '{db}' AND pid <> pg_backend_pid()",
-            )
+            drop_connections(sql)
 
     run_load(stack.url, chaos, threads=6)
     report = verify()
