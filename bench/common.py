@@ -1,0 +1,76 @@
+"""Shared bits of the benchmark harness: the DSN, the read SQL, progress lines, load notes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import psycopg2
+import psycopg2.extensions
+
+from models.memberships import LIVE
+
+# A dedicated database, never the dev or test one unless asked for explicitly.
+DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=segments_bench sslmode=disable"
+# Segments a benchmark run creates start with this prefix; bench.generate.reset removes them.
+RUN_PREFIX = "BENCHRUN_"
+
+# The read of GET /users/{id}, copied from models/memberships.py user_segments (the LIVE
+# condition is imported, so a change to it is tracked). Keep in step with that function.
+READ_SQL = f"""SELECT ARRAY(SELECT s.name FROM memberships m
+                         JOIN segments s ON s.id = m.segment_id
+                         WHERE m.user_id = u.id AND {LIVE}
+                         ORDER BY s.name)
+            FROM users u WHERE u.id = %s"""
+
+
+def bench_dsn(arg: str | None) -> str:
+    """--database, else BENCH_DATABASE_DSN, else the dedicated segments_bench database."""
+    return arg or os.environ.get("BENCH_DATABASE_DSN") or DEFAULT_DSN
+
+
+def dsn_params(dsn: str) -> dict[str, str]:
+    return psycopg2.extensions.parse_dsn(dsn)
+
+
+def connect(dsn: str, autocommit: bool = True):
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = autocommit
+    return conn
+
+
+def progress(msg: str, end: str = "\n") -> None:
+    sys.stderr.write(f"\r[bench {time.strftime('%H:%M:%S')}] {msg}{end}")
+    sys.stderr.flush()
+
+
+def psql_args(dsn: str) -> list[str]:
+    """psql/pgbench connection options for a libpq DSN."""
+    p = dsn_params(dsn)
+    args = []
+    for key, flag in (("host", "-h"), ("port", "-p"), ("user", "-U")):
+        if p.get(key):
+            args += [flag, p[key]]
+    return args
+
+
+def dbname(dsn: str) -> str:
+    return dsn_params(dsn).get("dbname", "postgres")
+
+
+def load_note() -> dict:
+    """How busy the machine is: load average and whether someone else's pytest runs."""
+    others = []
+    try:
+        import psutil
+
+        me = os.getpid()
+        for p in psutil.process_iter(["pid", "cmdline", "ppid"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if "pytest" in cmd and p.info["pid"] != me and "test_bench_smoke" not in cmd:
+                others.append(p.info["pid"])
+    except Exception:  # noqa: BLE001 - only a note
+        pass
+    la = os.getloadavg()
+    return {"loadavg_1m": round(la[0], 2), "foreign_pytest_pids": others}
