@@ -66,7 +66,7 @@ class Proc:
         self.logpath = logdir / f"{name}.log"
         self.log = open(self.logpath, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            ["bash", "-c", f"exec {command}"],
+            ["bash", "-c", command],
             cwd=ROOT,
             env=env,
             stdout=self.log,

@@ -33,8 +33,10 @@ def assign_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[
             added AS (
                 INSERT INTO memberships (user_id, segment_id, source)
                 SELECT b.id, seg.id, 'auto' FROM batch b CROSS JOIN seg
-                WHERE segment_bucket(seg.salt, b.id) >= %(low)s
-                  AND segment_bucket(seg.salt, b.id) < least(%(high)s, seg.threshold)
+                -- One md5 per user: a range test instead of two comparisons. The
+                -- range is empty when the percent was lowered below low meanwhile.
+                WHERE int4range(%(low)s, greatest(%(low)s, least(%(high)s, seg.threshold)))
+                      @> segment_bucket(seg.salt, b.id)
                   AND NOT EXISTS (SELECT 1 FROM segment_opt_outs o
                                   WHERE o.segment_id = seg.id AND o.user_id = b.id)
                 ORDER BY b.id

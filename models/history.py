@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from models.db import fetchall, read_only
+from models.db import fetchone, read_only
 
 CSV_HEADER = "user_id;segment;operation;timestamp;reason\n"
-BATCH = 5000
+BATCH = 20_000
 
 
 def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
@@ -20,18 +20,26 @@ def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
 
 
 @read_only
-def _batch(user_id: int | None, start: datetime, end: datetime, after: tuple | None) -> list:
-    # The line is built in SQL: it is as cheap there as anywhere, and Python then only joins.
-    return fetchall(
-        """SELECT h.at, h.id,
-                  h.user_id || ';' || s.name || ';' || h.operation || ';'
-                  || to_char(h.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-                  || ';' || h.reason || E'\\n'
-           FROM history h JOIN segments s ON s.id = h.segment_id
-           WHERE h.at >= %(start)s AND h.at < %(end)s
-             AND (%(user)s::bigint IS NULL OR h.user_id = %(user)s)
-             AND (%(after_at)s::timestamptz IS NULL OR (h.at, h.id) > (%(after_at)s, %(after_id)s))
-           ORDER BY h.at, h.id LIMIT %(limit)s""",
+def _batch(user_id: int | None, start: datetime, end: datetime, after: tuple | None) -> tuple:
+    """(text of up to BATCH lines, how many, the last line's (at, id)). Lines are built
+    and joined in SQL: one value crosses the wire per batch, not one per row."""
+    return fetchone(
+        """WITH page AS (
+               SELECT h.at, h.id,
+                      h.user_id || ';' || s.name || ';' || h.operation || ';'
+                      || to_char(h.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                      || ';' || h.reason || E'\\n' AS line
+               FROM history h JOIN segments s ON s.id = h.segment_id
+               WHERE h.at >= %(start)s AND h.at < %(end)s
+                 AND (%(user)s::bigint IS NULL OR h.user_id = %(user)s)
+                 AND (%(after_at)s::timestamptz IS NULL
+                      OR (h.at, h.id) > (%(after_at)s, %(after_id)s))
+               ORDER BY h.at, h.id LIMIT %(limit)s
+           ),
+           last AS (SELECT at, id FROM page ORDER BY at DESC, id DESC LIMIT 1)
+           SELECT coalesce(string_agg(line, '' ORDER BY at, id), ''), count(*),
+                  (SELECT at FROM last), (SELECT id FROM last)
+           FROM page""",
         {
             "start": start,
             "end": end,
@@ -50,10 +58,9 @@ def history_csv(user_id: int | None, year: int, month: int) -> Iterator[str]:
     yield CSV_HEADER
     after = None
     while True:
-        rows = _batch(user_id, start, end, after)
-        if not rows:
+        text, count, last_at, last_id = _batch(user_id, start, end, after)
+        if count:
+            yield text
+        if count < BATCH:
             return
-        yield "".join(r[2] for r in rows)
-        if len(rows) < BATCH:
-            return
-        after = rows[-1][:2]
+        after = (last_at, last_id)

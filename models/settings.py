@@ -38,6 +38,7 @@ class Settings:
     requeue_interval: float
     job_lease_seconds: int
     batch_size: int
+    sweep_batch_size: int
     api_token: str | None
     access_log: bool
 
@@ -110,6 +111,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         requeue_interval=_number(env, "REQUEUE_INTERVAL", 15.0, float, low=0.1),
         job_lease_seconds=_number(env, "JOB_LEASE_SECONDS", 30),
         batch_size=_number(env, "BATCH_SIZE", 5000),
+        sweep_batch_size=_number(env, "SWEEP_BATCH_SIZE", 20000),
         api_token=env.get("API_TOKEN") or None,
         access_log=_flag(env, "ACCESS_LOG"),
     )

@@ -49,9 +49,9 @@ def sweep_expired() -> None:
     """Remove expired memberships, batch after batch, until none is left."""
     total = 0
     while True:
-        removed = memberships.expire_memberships(settings.batch_size)
+        removed = memberships.expire_memberships(settings.sweep_batch_size)
         total += removed
-        if removed < settings.batch_size:
+        if removed < settings.sweep_batch_size:
             break
     if total:
         log.info("ttl sweep removed %d memberships", total)

@@ -21,11 +21,12 @@ BIN = Path(sys.executable).parent
 
 
 def procfile_command(name: str) -> list[str]:
-    """The Procfile's command line for ``name``, run by a shell as honcho runs it."""
+    """The Procfile's command line for ``name``, run by a shell as honcho runs it
+    (bash execs a single command in place, so signals reach the process itself)."""
     for line in (ROOT / "Procfile").read_text().splitlines():
         key, _, command = line.partition(":")
         if key.strip() == name:
-            return ["bash", "-c", f"exec {command.strip()}"]
+            return ["bash", "-c", command.strip()]
     raise KeyError(name)
 
 
