@@ -39,6 +39,7 @@ class Settings:
     job_lease_seconds: int
     batch_size: int
     sweep_batch_size: int
+    job_batch_pause: float
     api_token: str | None
     access_log: bool
 
@@ -112,6 +113,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         job_lease_seconds=_number(env, "JOB_LEASE_SECONDS", 30),
         batch_size=_number(env, "BATCH_SIZE", 5000),
         sweep_batch_size=_number(env, "SWEEP_BATCH_SIZE", 20000),
+        job_batch_pause=_number(env, "JOB_BATCH_PAUSE_MS", 0, float, low=0) / 1000,
         api_token=env.get("API_TOKEN") or None,
         access_log=_flag(env, "ACCESS_LOG"),
     )

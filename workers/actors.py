@@ -37,6 +37,8 @@ def run_job(job_id: int) -> None:
             if finished:
                 log.info("job %s done in %.1fs", job_id, time.monotonic() - started)
                 return
+            # Leave the database some room for the readers between two batches.
+            time.sleep(settings.job_batch_pause)
     except Exception as exc:
         state = jobs.release_job(job_id, owner, f"{type(exc).__name__}: {exc}")
         log.exception("job %s failed a batch; now %s", job_id, state)
