@@ -10,13 +10,13 @@ threads, served by uvicorn with the settings ``python -m web`` uses.
 from __future__ import annotations
 
 import anyio.to_thread
-import uvicorn
 from litestar import Litestar, get
 from litestar.exceptions import NotFoundException
 from psycopg2.pool import ThreadedConnectionPool
 
 from bench.common import READ_SQL
 from models.settings import load_settings
+from web.__main__ import serve
 
 settings = load_settings()
 pool: ThreadedConnectionPool | None = None
@@ -60,16 +60,7 @@ def create_app() -> Litestar:
 
 
 def main() -> None:
-    uvicorn.run(
-        "bench.floor_app:create_app",
-        factory=True,
-        host=settings.server_host,
-        port=settings.server_port,
-        workers=settings.web_workers,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
+    serve("bench.floor_app:create_app")
 
 
 if __name__ == "__main__":

@@ -198,15 +198,7 @@ def python_reads(url: str, users: int, conns: int, stop: threading.Event) -> dic
                 lat[i].append(time.perf_counter() - t)
                 errors[i] += r.status_code != 200
 
-    t0 = time.perf_counter()
-    ths = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
-    for th in ths:
-        th.start()
-    for th in ths:
-        th.join()
-    elapsed = time.perf_counter() - t0
-    flat = [x for part in lat for x in part]
-    return _lat_stats(flat, elapsed, sum(errors), "python-httpx")
+    return _run_clients(worker, conns, lat, errors)
 
 
 def python_writes(url: str, conns: int, seconds: float, args: list[str]) -> dict:
@@ -233,11 +225,16 @@ def python_writes(url: str, conns: int, seconds: float, args: list[str]) -> dict
                 lat[i].append(time.perf_counter() - t)
                 errors[i] += r.status_code >= 400
 
+    return _run_clients(worker, conns, lat, errors)
+
+
+def _run_clients(worker, conns: int, lat: list[list[float]], errors: list[int]) -> dict:
+    """Run ``worker(i)`` on ``conns`` threads and summarise their latencies."""
     t0 = time.perf_counter()
-    ths = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
-    for th in ths:
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
+    for th in threads:
         th.start()
-    for th in ths:
+    for th in threads:
         th.join()
     flat = [x for part in lat for x in part]
     return _lat_stats(flat, time.perf_counter() - t0, sum(errors), "python-httpx")

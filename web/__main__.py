@@ -9,13 +9,15 @@ import uvicorn
 from models.settings import ConfigError, load_settings
 
 
-def main() -> None:
+def serve(factory: str) -> None:
+    """Serve the app that ``factory`` ("module:function") builds, on SERVER_HOST, with
+    the production server settings (the benchmark's floor app uses the same)."""
     try:
         settings = load_settings()
     except ConfigError as exc:
         sys.exit(f"configuration error: {exc}")
     uvicorn.run(
-        "web.app:create_app",
+        factory,
         factory=True,
         host=settings.server_host,
         port=settings.server_port,
@@ -24,6 +26,10 @@ def main() -> None:
         access_log=False,
         timeout_graceful_shutdown=20,
     )
+
+
+def main() -> None:
+    serve("web.app:create_app")
 
 
 if __name__ == "__main__":
