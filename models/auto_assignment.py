@@ -88,10 +88,16 @@ def shrink_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[
 def cleanup_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[int, int, bool]:
     """Remove up to ``size`` memberships of a deleted segment, each with the event its
     end deserves (segment_deleted at the deletion, or ttl if it had expired before)."""
+    args = {"segment": segment_id, "size": size}
+    # FOR UPDATE, not SKIP LOCKED: a row another transaction holds (a sweep) is waited
+    # for, then either gone or ours; done means none is left, not a short batch.
     removed = remove_ended(
         """SELECT user_id, segment_id FROM memberships
            WHERE segment_id = %(segment)s ORDER BY user_id LIMIT %(size)s
-           FOR UPDATE SKIP LOCKED""",
-        {"segment": segment_id, "size": size},
+           FOR UPDATE""",
+        args,
     )
-    return after, removed, removed < size
+    left = fetchone(
+        "SELECT EXISTS (SELECT 1 FROM memberships WHERE segment_id = %(segment)s)", args
+    )
+    return after, removed, not left[0]
