@@ -14,6 +14,13 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import psycopg2.extensions
 import pytest
+from hypothesis import settings
+
+# CI replays the same generated examples every run, so a landing is never decided by
+# a lucky draw; local runs keep exploring new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 # Per run, so two test runs on one machine never share (or drop) each other's data.
 TEST_DB = f"segments_test_{os.getpid()}"
