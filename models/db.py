@@ -75,8 +75,8 @@ def unit_of_work(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def read_only(fn: Callable[P, R]) -> Callable[P, R]:
-    """Like ``unit_of_work`` for a single read: no BEGIN/COMMIT round trips, since one
-    statement already sees one consistent snapshot."""
+    """Like ``unit_of_work`` for reads: no BEGIN/COMMIT round trips. Each statement sees
+    its own snapshot; use it where statements need not agree with each other."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:

@@ -15,6 +15,8 @@ BATCH = 20_000
 def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
     """The half-open UTC interval [first day 00:00, first day of next month 00:00)."""
     start = datetime(year, month, 1, tzinfo=UTC)
+    if (year, month) == (9999, 12):  # the next month is past what datetime can hold
+        return start, datetime.max.replace(tzinfo=UTC)
     end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
     return start, end
 

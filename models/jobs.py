@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from psycopg2.extras import Json
-
-from models import auto_assignment
+from models import job_batches
 from models.db import execute, fetchall, fetchdict, fetchone, read_only, unit_of_work
+from models.tables import Job
 
 MAX_ATTEMPTS = 5
 
@@ -22,14 +21,14 @@ MAX_ATTEMPTS = 5
 #          -> (new checkpoint, units done, finished))
 Batch = Callable[[int, dict, int, int], tuple[int, int, bool]]
 KINDS: dict[str, tuple[str, Batch]] = {
-    "assign_auto": ("SELECT count(*) FROM users", auto_assignment.assign_batch),
+    "assign_auto": ("SELECT count(*) FROM users", job_batches.assign_batch),
     "shrink_auto": (
         "SELECT count(*) FROM memberships WHERE segment_id = %(segment)s",
-        auto_assignment.shrink_batch,
+        job_batches.shrink_batch,
     ),
     "cleanup_segment": (
         "SELECT count(*) FROM memberships WHERE segment_id = %(segment)s",
-        auto_assignment.cleanup_batch,
+        job_batches.cleanup_batch,
     ),
 }
 
@@ -41,12 +40,7 @@ _COLUMNS = (
 
 def create_job(kind: str, segment_id: int, params: dict[str, Any]) -> int:
     """Record a job; call inside the transaction of the change that needs it."""
-    row = fetchone(
-        "INSERT INTO jobs (kind, segment_id, params) VALUES (%s, %s, %s) RETURNING id",
-        (kind, segment_id, Json(params)),
-    )
-    assert row is not None
-    return row[0]
+    return Job.insert(kind=kind, segment=segment_id, params=params).execute()
 
 
 @read_only

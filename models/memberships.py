@@ -75,8 +75,11 @@ def user_segments(user_id: int) -> list[str] | None:
     return None if row is None else row[0]
 
 
-def _require_user(user_id: int) -> None:
-    if fetchone("SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
+def _lock_user(user_id: int) -> None:
+    """Changes to one user's memberships run one at a time: no lock-order deadlock
+    between two requests for the same user, and a bulk batch (which share-locks its
+    users) never acts on a snapshot older than a manual change."""
+    if fetchone("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (user_id,)) is None:
         raise NotFound(f"user {user_id} not found", id=user_id)
 
 
@@ -100,12 +103,11 @@ def _add(user_id: int, segment_ids: list[int], active_time: int | None) -> None:
     # a person adding it makes it 'manual', so a percent decrease will not remove it.
     fetchall(
         """WITH upserted AS (
-               INSERT INTO memberships AS m (user_id, segment_id, source, added_at, expires_at)
-               SELECT %(user)s, segment_id, 'manual', clock_timestamp(),
-                      clock_timestamp() + make_interval(secs => %(ttl)s)
+               INSERT INTO memberships AS m (user_id, segment_id, source, added_at)
+               SELECT %(user)s, segment_id, 'manual', clock_timestamp()
                FROM unnest(%(ids)s::int[]) AS segment_id ORDER BY segment_id
                ON CONFLICT (user_id, segment_id) DO UPDATE
-                   SET expires_at = EXCLUDED.expires_at, source = 'manual'
+                   SET expires_at = NULL, source = 'manual'
                RETURNING m.segment_id, (xmax = 0) AS inserted
            ),
            events AS (
@@ -114,9 +116,16 @@ def _add(user_id: int, segment_ids: list[int], active_time: int | None) -> None:
                FROM upserted WHERE inserted
            )
            SELECT segment_id FROM upserted""",
-        {"user": user_id, "ids": segment_ids, "ttl": active_time},
+        {"user": user_id, "ids": segment_ids},
     )
-    # Memberships first, opt-outs second, in every path: one lock order, no deadlocks.
+    if active_time is not None:
+        # Read the clock only now, after the add events: an expiry never precedes its add.
+        execute(
+            "UPDATE memberships SET expires_at = clock_timestamp() + make_interval(secs => %s) "
+            "WHERE user_id = %s AND segment_id = ANY(%s)",
+            (active_time, user_id, segment_ids),
+        )
+    # Memberships first, opt-outs second, in every path: one lock order.
     execute(
         "DELETE FROM segment_opt_outs WHERE user_id = %s AND segment_id = ANY(%s)",
         (user_id, segment_ids),
@@ -160,7 +169,7 @@ def change_memberships(
     both = sorted(set(add) & set(remove))
     if both:
         raise Invalid("a segment cannot be both added and removed", segments=both)
-    _require_user(user_id)
+    _lock_user(user_id)
     ids = _lock_live_segments(add + remove)
     touched = [ids[n] for n in add + remove]
     # A membership that expired but was not swept yet ended at its expiry: record that

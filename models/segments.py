@@ -9,6 +9,7 @@ from models.buckets import new_salt, threshold
 from models.db import execute, fetchall, fetchone, read_only, unit_of_work
 from models.errors import Conflict, NotFound
 from models.memberships import LIVE
+from models.tables import Segment
 
 # Serialises auto segment creation / percent changes (exclusive) against user creation
 # (shared). Any constant works; it only has to be the same in every process.
@@ -57,15 +58,19 @@ def delete_segment(name: str) -> tuple[dict, int]:
     # Like a percent change: a user being created either commits before the cleanup job
     # scans, or sees the segment as deleted and does not join it.
     _hold_auto_segments_exclusive()
-    row = fetchone(
-        """UPDATE segments SET deleted_at = clock_timestamp()
-           WHERE name = %s AND deleted_at IS NULL
-           RETURNING id, name, auto_percent, created_at""",
-        (name,),
+    # Lock first, stamp after: the clock is read once no batch or request holds the row,
+    # so the deletion time comes after every add it ends.
+    found = fetchone(
+        "SELECT id FROM segments WHERE name = %s AND deleted_at IS NULL FOR UPDATE", (name,)
     )
-    if row is None:
+    if found is None:
         raise NotFound(f"segment {name} not found", segment=name)
-    return _segment_view(row[1:]), jobs.create_job("cleanup_segment", row[0], {})
+    row = fetchone(
+        """UPDATE segments SET deleted_at = clock_timestamp() WHERE id = %s
+           RETURNING name, auto_percent, created_at""",
+        found,
+    )
+    return _segment_view(row), jobs.create_job("cleanup_segment", found[0], {})
 
 
 @unit_of_work
@@ -123,7 +128,7 @@ def get_segment(name: str) -> dict:
 @read_only
 def segment_members(name: str, after: int, limit: int) -> list[int]:
     """One page of the segment's live members, by user id, keyset-paginated."""
-    if fetchone("SELECT 1 FROM segments WHERE name = %s AND deleted_at IS NULL", (name,)) is None:
+    if not Segment.select().where(Segment.name == name, Segment.deleted_at.is_null()).exists():
         raise NotFound(f"segment {name} not found", segment=name)
     rows = fetchall(
         f"""SELECT m.user_id FROM memberships m JOIN segments s ON s.id = m.segment_id

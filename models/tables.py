@@ -1,4 +1,6 @@
-"""The tables, as Peewee models. The DDL itself lives in ``models/migrations``."""
+"""Peewee models for the rows read or written one at a time. Set-based work (bulk
+assignment, sweeps, history) is SQL through the same database object, next to the rule
+it implements. The DDL itself lives in ``models/migrations``."""
 
 from __future__ import annotations
 
@@ -26,42 +28,6 @@ class Segment(BaseModel):
 
     class Meta:
         table_name = "segments"
-
-
-class Membership(BaseModel):
-    user = pw.ForeignKeyField(User, column_name="user_id")
-    segment = pw.ForeignKeyField(Segment, column_name="segment_id")
-    source = pw.TextField()  # 'manual' or 'auto': a percent decrease removes only 'auto'
-    added_at = pw.DateTimeField()
-    expires_at = pw.DateTimeField(null=True)
-
-    class Meta:
-        table_name = "memberships"
-        primary_key = pw.CompositeKey("user", "segment")
-
-
-class SegmentOptOut(BaseModel):
-    """A user removed by hand from a segment; auto assignment never re-adds them."""
-
-    user = pw.ForeignKeyField(User, column_name="user_id")
-    segment = pw.ForeignKeyField(Segment, column_name="segment_id")
-    created_at = pw.DateTimeField()
-
-    class Meta:
-        table_name = "segment_opt_outs"
-        primary_key = pw.CompositeKey("segment", "user")
-
-
-class HistoryEvent(BaseModel):
-    id = pw.BigAutoField()
-    user = pw.ForeignKeyField(User, column_name="user_id")
-    segment = pw.ForeignKeyField(Segment, column_name="segment_id")
-    operation = pw.TextField()  # 'add' or 'remove'
-    reason = pw.TextField()  # manual, auto, ttl, segment_deleted, percent_change
-    at = pw.DateTimeField()
-
-    class Meta:
-        table_name = "history"
 
 
 class Job(BaseModel):

@@ -6,6 +6,7 @@ from models.buckets import falls_in
 from models.db import execute, fetchall, fetchone, read_only, unit_of_work
 from models.errors import Conflict
 from models.segments import hold_auto_segments_shared
+from models.tables import User
 
 
 @unit_of_work
@@ -46,4 +47,4 @@ def create_user(user_id: int) -> list[str]:
 
 @read_only
 def user_exists(user_id: int) -> bool:
-    return fetchone("SELECT 1 FROM users WHERE id = %s", (user_id,)) is not None
+    return User.select().where(User.id == user_id).exists()

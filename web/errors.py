@@ -55,7 +55,12 @@ def on_domain_error(request: Request, exc: DomainError) -> Response:
     return error_response(_DOMAIN_STATUS[type(exc)], exc.message, exc.details or None)
 
 
+RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock: the server is fine
+
+
 def on_database_unavailable(request: Request, exc: Exception) -> Response:
+    if getattr(getattr(exc, "orig", None), "pgcode", None) in RETRYABLE:
+        return error_response(503, "concurrent update, retry the request")
     # One dead connection usually means the server restarted or dropped them all: drop
     # the idle ones too, so each does not cost a client a failed request of its own.
     db.close_idle()

@@ -11,7 +11,8 @@ import msgspec
 from litestar.openapi import ResponseSpec
 
 MAX_USER_ID = 2**63 - 1
-NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+# (?!\n): Python's $ also matches before a final newline; "ABC\n" is not a name.
+NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$(?!\n)"
 
 UserId = Annotated[int, msgspec.Meta(ge=1, le=MAX_USER_ID, description="user id, 1..2^63-1")]
 SegmentName = Annotated[

@@ -40,7 +40,8 @@ def run_job(job_id: int) -> None:
             # Leave the database some room for the readers between two batches.
             time.sleep(settings.job_batch_pause)
     except Exception as exc:
-        state = jobs.release_job(job_id, owner, f"{type(exc).__name__}: {exc}")
+        # Clients read the job's error: a kind, not driver text that may name hosts.
+        state = jobs.release_job(job_id, owner, f"batch failed ({type(exc).__name__})")
         log.exception("job %s failed a batch; now %s", job_id, state)
         if state == "queued":
             raise  # Dramatiq retries with backoff; the job resumes from its checkpoint

@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from models.verify import verify
+
 pytestmark = pytest.mark.e2e
 
 
@@ -78,3 +80,25 @@ def test_parallel_creation_of_the_same_user_and_segment(web_only):
         results = list(pool.map(create, range(12)))
     assert sorted(u for u, _ in results) == [201] + [409] * 11
     assert sorted(s for _, s in results) == [201] + [409] * 11
+
+
+def test_crossed_add_and_remove_on_one_user_never_deadlock(web_only, sql):
+    """add S1 remove S2 against add S2 remove S1, many times at once: requests for one
+    user are serialised on the user row, so none fails."""
+    http = web_only.http
+    for name in ("S1", "S2"):
+        http.post("/segments", json={"segment": name})
+    http.post("/users", json={"id": 5})
+
+    def flip(n: int) -> list[int]:
+        a, b = ("S1", "S2") if n % 2 else ("S2", "S1")
+        with httpx.Client(base_url=web_only.url, timeout=30) as c:
+            return [
+                c.post("/users/5/segments", json={"add": [a], "remove": [b]}).status_code
+                for _ in range(15)
+            ]
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = [c for batch in pool.map(flip, range(8)) for c in batch]
+    assert set(codes) == {200}
+    assert verify()["ok"]

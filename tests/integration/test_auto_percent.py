@@ -6,10 +6,13 @@ The app runs in-process (``client``); bulk jobs are run by calling ``claim_job``
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
+
+import psycopg2
 
 from models import jobs
 from models.buckets import bucket
@@ -535,3 +538,30 @@ def test_job_claimed_by_exactly_one_of_many_simultaneous_workers(client, sql):
     assert len(wins) == 1, wins
     job = jobs.get_job(job_id)
     assert job["attempts"] == 1 and job["state"] == "running"
+
+
+def test_assignment_batch_waits_for_a_manual_removal_in_flight(client, sql):
+    """A manual removal holds its user's row; the batch share-locks its users, so it
+    waits, then sees the opt-out and leaves the user out."""
+    add_users(sql, 1, 50)
+    r = client.post("/segments", json={"segment": "RACE2", "auto_percent": 0})
+    assert r.status_code == 201
+    seg_id, _ = segment(sql, "RACE2")
+    client.patch("/users", json={"id": 7, "segments": ["RACE2"]})
+    job_id = change_percent(client, "RACE2", 100)
+
+    holder = psycopg2.connect(os.environ["DATABASE_DSN"])
+    with holder.cursor() as cur:  # the statements change_memberships runs, not committed
+        cur.execute("SELECT 1 FROM users WHERE id = 7 FOR NO KEY UPDATE")
+        cur.execute("DELETE FROM memberships WHERE user_id = 7 AND segment_id = %s", (seg_id,))
+        cur.execute("INSERT INTO segment_opt_outs (segment_id, user_id) VALUES (%s, 7)", (seg_id,))
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (run_job(job_id), done.set()))
+    worker.start()
+    assert not done.wait(1.0), "the batch must wait for the user's removal"
+    holder.commit()
+    holder.close()
+    worker.join(30)
+    assert done.is_set()
+    assert 7 not in members(sql, seg_id)
+    assert members(sql, seg_id) == set(range(1, 51)) - {7}

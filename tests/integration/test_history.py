@@ -117,3 +117,8 @@ def test_segment_name_in_history_survives_deletion_and_reuse(client, sql):
     year, month = (int(v) for v in sql.fetchone())
     lines = client.get(f"/users/1/history?year={year}&month={month}").text.splitlines()
     assert lines[1].startswith("1;X;add;")
+
+
+def test_last_representable_month_is_served(client):
+    r = client.get("/history?year=9999&month=12")
+    assert r.status_code == 200 and r.text == HEADER + "\n"

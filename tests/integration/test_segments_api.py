@@ -35,6 +35,7 @@ def test_names_are_case_sensitive_and_unique_among_live(client):
         {"segment": "x" * 65},
         {"segment": "with space"},
         {"segment": "semi;colon"},
+        {"segment": "TRAILING_NEWLINE\n"},
         {"segment": "кириллица"},
         {"segment": 5},
         {"segment": "A", "auto_percent": -1},

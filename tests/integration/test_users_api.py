@@ -200,7 +200,9 @@ def test_remove_errors(client, segments):
     assert r.status_code == 404 and r.json()["details"]["segments"] == ["ZZ"]
 
 
-@pytest.mark.parametrize("raw", ["abc", "0", "-1", str(MAX_ID + 1), "1.5", "1e3", "%20"])
+@pytest.mark.parametrize(
+    "raw", ["abc", "0", "-1", str(MAX_ID + 1), "1.5", "1e3", "%20", "1%0A", "%201"]
+)
 def test_get_user_bad_id_is_400(client, raw):
     r = client.get(f"/users/{raw}")
     assert r.status_code == 400, r.text

@@ -15,7 +15,7 @@ from litestar.params import PathParameter, QueryParameter
 from models.errors import Invalid
 from web.schemas import MAX_USER_ID, NAME_PATTERN
 
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
+_DIGITS = re.compile(r"[0-9]{1,19}")
 _NAME = re.compile(NAME_PATTERN)
 _ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_USER_ID}
 
@@ -31,7 +31,7 @@ Limit = Annotated[int, QueryParameter(ge=1, le=10_000, description="page size")]
 
 
 def _positive_id(what: str, raw: str) -> int:
-    if not _DIGITS.match(raw) or not 1 <= int(raw) <= MAX_USER_ID:
+    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_USER_ID:
         raise Invalid(f"{what} must be an integer from 1 to {MAX_USER_ID}", id=raw[:100])
     return int(raw)
 

@@ -4,7 +4,7 @@ segment. Each runs inside the job's transaction (models/jobs.py) and returns
 
 from __future__ import annotations
 
-from models.db import fetchone
+from models.db import fetchall, fetchone
 from models.memberships import remove_ended
 
 # The segment row is share-locked for the batch: a percent change or delete waits for
@@ -13,10 +13,24 @@ _SEGMENT = """SELECT id, salt, (auto_percent * 100)::int AS threshold FROM segme
               WHERE id = %(segment)s AND deleted_at IS NULL FOR SHARE"""
 
 
+def _progress(row: tuple, after: int, size: int) -> tuple[int, int, bool]:
+    """(last id scanned, count scanned, segment still live) -> the batch's result."""
+    last, scanned, live = row
+    if not live or last is None:
+        return after, scanned if live else 0, True
+    return last, scanned, scanned < size
+
+
 def assign_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[int, int, bool]:
     """Add the next ``size`` users (by id) whose bucket is in [low, high), unless removed
     by hand; one add event per new membership."""
     args = {"segment": segment_id, "after": after, "size": size, **params}
+    # Share-lock the batch's users: a manual change of one of them (which holds its user
+    # row exclusively) either committed before, so its opt-out is seen below, or waits.
+    fetchall(
+        "SELECT id FROM users WHERE id > %(after)s ORDER BY id LIMIT %(size)s FOR SHARE",
+        args,
+    )
     # A membership that expired unswept in this range ended at its expiry: record that
     # first, so the user can be assigned like anyone else instead of being skipped.
     remove_ended(
@@ -51,10 +65,7 @@ def assign_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[
                    EXISTS (SELECT 1 FROM seg)""",
         args,
     )
-    last, scanned, live = row
-    if not live or last is None:
-        return after, scanned if live else 0, True
-    return last, scanned, scanned < size
+    return _progress(row, after, size)
 
 
 def shrink_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[int, int, bool]:
@@ -79,10 +90,7 @@ def shrink_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[
                    EXISTS (SELECT 1 FROM seg)""",
         {"segment": segment_id, "after": after, "size": size, **params},
     )
-    last, scanned, live = row
-    if not live or last is None:
-        return after, scanned if live else 0, True
-    return last, scanned, scanned < size
+    return _progress(row, after, size)
 
 
 def cleanup_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[int, int, bool]:
