@@ -147,6 +147,36 @@ def test_worker_killed_mid_job_another_worker_finishes_it_exactly_once(make_stac
     assert verify()["ok"]
 
 
+def test_segment_deleted_while_its_assignment_runs(make_stack, sql):
+    """The deletion waits for the batch in flight and is stamped after it: every member
+    gets exactly one remove (segment_deleted) after its add, and none is left."""
+    sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 100000) g")
+    stack = make_stack("web", "worker", "scheduler", BATCH_SIZE="2000")
+    r = stack.http.post("/segments", json={"segment": "GONE", "auto_percent": 50})
+    job_id = r.json()["job_id"]
+    seg_id, _ = segment_row(sql, "GONE")
+
+    def part_way():
+        job = stack.http.get(f"/jobs/{job_id}").json()
+        return job if 0 < job["done"] < 50_000 else None
+
+    wait_for(part_way, 30, "the job to be part-way", interval=0.01)
+    gone = stack.http.request("DELETE", "/segments", json={"segment": "GONE"})
+    assert gone.status_code == 200
+    assert stack.wait_job(job_id)["state"] == "done"
+    assert stack.wait_job(gone.json()["job_id"])["state"] == "done"
+    sql.execute("SELECT count(*) FROM memberships WHERE segment_id = %s", (seg_id,))
+    assert sql.fetchone()[0] == 0
+    sql.execute(
+        "SELECT count(*) FILTER (WHERE operation = 'add'), "
+        "count(*) FILTER (WHERE reason = 'segment_deleted') FROM history WHERE segment_id = %s",
+        (seg_id,),
+    )
+    adds, removes = sql.fetchone()
+    assert 0 < adds == removes < 50_000
+    assert verify()["ok"]
+
+
 def test_segment_created_while_redis_is_down_is_assigned_once_it_is_back(
     private_redis, make_stack, sql
 ):
