@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
+import psycopg2
 import pytest
 
 MAX_ID = 2**63 - 1
@@ -250,3 +254,24 @@ def test_errors_are_json_without_internals(client):
         body = r.json()
         assert body["status"] == r.status_code and isinstance(body["error"], str)
         assert "Traceback" not in r.text and "psycopg2" not in r.text
+
+
+def test_expiry_is_counted_from_the_add_not_from_a_lock_wait(client, segments, sql):
+    """The add waits 1.5 s on another transaction's row; a 1 s TTL still ends after
+    the add event, never before it."""
+    client.post("/users", json={"id": 1})
+    holder = psycopg2.connect(os.environ["DATABASE_DSN"])
+    with holder.cursor() as cur:  # an uncommitted insert of the same membership
+        cur.execute(
+            "INSERT INTO memberships (user_id, segment_id, source) "
+            "SELECT 1, id, 'manual' FROM segments WHERE name = 'A'"
+        )
+    threading.Timer(1.5, holder.rollback).start()
+    r = client.patch("/users", json={"id": 1, "segments": ["A"], "active_time": 1})
+    assert r.status_code == 200
+    holder.close()
+    sql.execute(
+        "SELECT m.expires_at - h.at FROM memberships m JOIN history h "
+        "USING (user_id, segment_id) WHERE h.operation = 'add'"
+    )
+    assert sql.fetchone()[0].total_seconds() >= 1
