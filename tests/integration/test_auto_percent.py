@@ -565,3 +565,26 @@ def test_assignment_batch_waits_for_a_manual_removal_in_flight(client, sql):
     assert done.is_set()
     assert 7 not in members(sql, seg_id)
     assert members(sql, seg_id) == set(range(1, 51)) - {7}
+
+
+def test_cleanup_waits_for_a_locked_membership_instead_of_leaving_it(client, sql):
+    """Another transaction holds one membership of the deleted segment and then lets
+    go without deleting it: the cleanup job must still remove it before finishing."""
+    add_users(sql, 1, 20)
+    run_job(create_auto(client, "HELD", 100))
+    seg_id, _ = segment(sql, "HELD")
+    holder = psycopg2.connect(os.environ["DATABASE_DSN"])
+    with holder.cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM memberships WHERE segment_id = %s AND user_id = 5 FOR UPDATE", (seg_id,)
+        )
+    r = client.request("DELETE", "/segments", json={"segment": "HELD"})
+    release = threading.Timer(1.0, holder.rollback)
+    release.start()
+    job = run_job(r.json()["job_id"], batch=100)
+    release.join()
+    holder.close()
+    assert job["state"] == "done"
+    assert members(sql, seg_id) == set()
+    removed = [u for u, op, reason, _ in events(sql, seg_id) if op == "remove"]
+    assert sorted(removed) == list(range(1, 21))

@@ -266,9 +266,11 @@ def test_expiry_is_counted_from_the_add_not_from_a_lock_wait(client, segments, s
             "INSERT INTO memberships (user_id, segment_id, source) "
             "SELECT 1, id, 'manual' FROM segments WHERE name = 'A'"
         )
-    threading.Timer(1.5, holder.rollback).start()
+    release = threading.Timer(1.5, holder.rollback)
+    release.start()
     r = client.patch("/users", json={"id": 1, "segments": ["A"], "active_time": 1})
     assert r.status_code == 200
+    release.join()
     holder.close()
     sql.execute(
         "SELECT m.expires_at - h.at FROM memberships m JOIN history h "
