@@ -88,7 +88,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         import redis
 
         client = redis.Redis.from_url(os.environ["REDIS_URL"])
-        keys = list(client.scan_iter(f"{TEST_DB}*"))
+        keys = list(client.scan_iter(f"*{TEST_DB}*"))  # the soak prefixes its own
         if keys:
             client.delete(*keys)
 
