@@ -11,7 +11,9 @@ class DomainError(Exception):
 
 
 class NotFound(DomainError):
-    pass
+    @classmethod
+    def user(cls, user_id: int) -> NotFound:
+        return cls(f"user {user_id} not found", id=user_id)
 
 
 class Conflict(DomainError):

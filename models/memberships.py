@@ -80,7 +80,7 @@ def _lock_user(user_id: int) -> None:
     between two requests for the same user, and a bulk batch (which share-locks its
     users) never acts on a snapshot older than a manual change."""
     if fetchone("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (user_id,)) is None:
-        raise NotFound(f"user {user_id} not found", id=user_id)
+        raise NotFound.user(user_id)
 
 
 def _lock_live_segments(names: list[str]) -> dict[str, int]:
@@ -101,7 +101,7 @@ def _lock_live_segments(names: list[str]) -> dict[str, int]:
 def _add(user_id: int, segment_ids: list[int], active_time: int | None) -> None:
     # Re-adding a held segment keeps the row (no event) but takes this request's expiry;
     # a person adding it makes it 'manual', so a percent decrease will not remove it.
-    fetchall(
+    execute(
         """WITH upserted AS (
                INSERT INTO memberships AS m (user_id, segment_id, source, added_at)
                SELECT %(user)s, segment_id, 'manual', clock_timestamp()

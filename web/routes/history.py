@@ -37,7 +37,7 @@ class HistoryController(Controller):
     ) -> Stream:
         uid = params.user_id(user_id)
         if not users.user_exists(uid):
-            raise NotFound(f"user {uid} not found", id=uid)
+            raise NotFound.user(uid)
         return _report(uid, year, month, f"history-user-{uid}")
 
     @get(

@@ -53,7 +53,7 @@ class UserController(Controller):
         uid = params.user_id(user_id)
         names = memberships.user_segments(uid)
         if names is None:
-            raise NotFound(f"user {uid} not found", id=uid)
+            raise NotFound.user(uid)
         return UserSegments(id=uid, segments=names)
 
     @post(
