@@ -18,6 +18,7 @@ from models.settings import Settings
 
 
 class Pool(PooledPostgresqlDatabase):
+    # Private hook, no public one exists: peewee is pinned to 4.5.x in pyproject.toml.
     def _is_closed(self, conn) -> bool:
         # peewee pings every connection it hands out with SELECT 1, holding the database
         # lock for that round trip: requests queue behind each other's pings. Check the
@@ -92,15 +93,3 @@ def fetchall(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[t
 
 def fetchone(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> tuple | None:
     return db.execute_sql(sql, params).fetchone()
-
-
-def execute(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
-    return db.execute_sql(sql, params).rowcount
-
-
-def fetchdict(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> dict | None:
-    cursor = db.execute_sql(sql, params)
-    row = cursor.fetchone()
-    return (
-        None if row is None else dict(zip([c.name for c in cursor.description], row, strict=True))
-    )

@@ -1,35 +1,47 @@
 """The batches of the bulk jobs: assign by bucket, shrink by bucket, clean up a deleted
-segment. Each runs inside the job's transaction (models/jobs.py) and returns
-(new checkpoint, units done, finished)."""
+segment. Each runs inside the job's transaction (models/jobs.py)."""
 
 from __future__ import annotations
 
-from models.db import fetchall, fetchone
+from typing import NamedTuple
+
+from models.db import db
+from models.events import change_with_events
 from models.memberships import remove_ended
+from models.tables import Operation, Reason
+
+
+class BatchResult(NamedTuple):
+    checkpoint: int  # the job resumes after this id
+    done: int  # units of work done, for progress
+    finished: bool
+
 
 # The segment row is share-locked for the batch: a percent change or delete waits for
 # the batch to commit, and the batch sees the current percent (never assigns above it).
-_SEGMENT = """SELECT id, salt, (auto_percent * 100)::int AS threshold FROM segments
-              WHERE id = %(segment)s AND deleted_at IS NULL FOR SHARE"""
+_SEGMENT = """seg AS (SELECT id, salt, (auto_percent * 100)::int AS threshold FROM segments
+                      WHERE id = %(segment)s AND deleted_at IS NULL FOR SHARE), """
+
+# (last id scanned, count scanned, segment still live) of the batch's scan.
+_PROGRESS = """SELECT (SELECT max({key}) FROM batch), (SELECT count(*) FROM batch),
+                     EXISTS (SELECT 1 FROM seg)"""
 
 
-def _progress(row: tuple, after: int, size: int) -> tuple[int, int, bool]:
-    """(last id scanned, count scanned, segment still live) -> the batch's result."""
-    last, scanned, live = row
+def _progress(rows: list[tuple], after: int, size: int) -> BatchResult:
+    last, scanned, live = rows[0]
     if not live or last is None:
-        return after, scanned if live else 0, True
-    return last, scanned, scanned < size
+        return BatchResult(after, scanned if live else 0, True)
+    return BatchResult(last, scanned, scanned < size)
 
 
-def assign_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[int, int, bool]:
+def assign_batch(segment_id: int, params: dict, after: int, size: int) -> BatchResult:
     """Add the next ``size`` users (by id) whose bucket is in [low, high), unless removed
     by hand; one add event per new membership."""
     args = {"segment": segment_id, "after": after, "size": size, **params}
     # Share-lock the batch's users: a manual change of one of them (which holds its user
     # row exclusively) either committed before, so its opt-out is seen below, or waits.
-    fetchall(
-        "SELECT id FROM users WHERE id > %(after)s ORDER BY id LIMIT %(size)s FOR SHARE",
-        args,
+    db.execute_sql(
+        "SELECT id FROM users WHERE id > %(after)s ORDER BY id LIMIT %(size)s FOR SHARE", args
     )
     # A membership that expired unswept in this range ended at its expiry: record that
     # first, so the user can be assigned like anyone else instead of being skipped.
@@ -41,59 +53,55 @@ def assign_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[
            FOR UPDATE""",
         args,
     )
-    row = fetchone(
-        f"""WITH seg AS ({_SEGMENT}),
-            batch AS (SELECT id FROM users WHERE id > %(after)s ORDER BY id LIMIT %(size)s),
-            added AS (
-                INSERT INTO memberships (user_id, segment_id, source)
-                SELECT b.id, seg.id, 'auto' FROM batch b CROSS JOIN seg
-                -- One md5 per user: a range test instead of two comparisons. The
-                -- range is empty when the percent was lowered below low meanwhile.
-                WHERE int4range(%(low)s, greatest(%(low)s, least(%(high)s, seg.threshold)))
-                      @> segment_bucket(seg.salt, b.id)
-                  AND NOT EXISTS (SELECT 1 FROM segment_opt_outs o
-                                  WHERE o.segment_id = seg.id AND o.user_id = b.id)
-                ORDER BY b.id
-                ON CONFLICT DO NOTHING
-                RETURNING user_id, segment_id
-            ),
-            events AS (
-                INSERT INTO history (user_id, segment_id, operation, reason, at)
-                SELECT user_id, segment_id, 'add', %(reason)s, clock_timestamp() FROM added
-            )
-            SELECT (SELECT max(id) FROM batch), (SELECT count(*) FROM batch),
-                   EXISTS (SELECT 1 FROM seg)""",
+    rows = change_with_events(
+        """INSERT INTO memberships (user_id, segment_id, source)
+           SELECT b.id, seg.id, 'auto' FROM batch b CROSS JOIN seg
+           -- One md5 per user: a range test instead of two comparisons. The range is
+           -- empty when the percent was lowered below low meanwhile.
+           WHERE int4range(%(low)s, greatest(%(low)s, least(%(high)s, seg.threshold)))
+                 @> segment_bucket(seg.salt, b.id)
+             AND NOT EXISTS (SELECT 1 FROM segment_opt_outs o
+                             WHERE o.segment_id = seg.id AND o.user_id = b.id)
+           ORDER BY b.id
+           ON CONFLICT DO NOTHING
+           RETURNING user_id, segment_id, %(reason)s AS reason,
+                     clock_timestamp() AS at, true AS event""",
         args,
+        Operation.ADD,
+        before=_SEGMENT
+        + "batch AS (SELECT id FROM users WHERE id > %(after)s ORDER BY id LIMIT %(size)s), ",
+        result=_PROGRESS.format(key="id"),
     )
-    return _progress(row, after, size)
+    return _progress(rows, after, size)
 
 
-def shrink_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[int, int, bool]:
+def shrink_batch(segment_id: int, params: dict, after: int, size: int) -> BatchResult:
     """Remove the next ``size`` members' auto memberships whose bucket is at or above the
     new threshold; manual members stay."""
-    row = fetchone(
-        f"""WITH seg AS ({_SEGMENT}),
-            batch AS (SELECT user_id FROM memberships
-                      WHERE segment_id = %(segment)s AND user_id > %(after)s
-                      ORDER BY user_id LIMIT %(size)s),
-            gone AS (
-                DELETE FROM memberships m USING batch b, seg
-                WHERE m.segment_id = seg.id AND m.user_id = b.user_id AND m.source = 'auto'
-                  AND segment_bucket(seg.salt, m.user_id) >= greatest(%(low)s, seg.threshold)
-                RETURNING m.user_id, m.segment_id
-            ),
-            events AS (
-                INSERT INTO history (user_id, segment_id, operation, reason, at)
-                SELECT user_id, segment_id, 'remove', 'percent_change', clock_timestamp() FROM gone
-            )
-            SELECT (SELECT max(user_id) FROM batch), (SELECT count(*) FROM batch),
-                   EXISTS (SELECT 1 FROM seg)""",
-        {"segment": segment_id, "after": after, "size": size, **params},
+    rows = change_with_events(
+        """DELETE FROM memberships m USING batch b, seg
+           WHERE m.segment_id = seg.id AND m.user_id = b.user_id AND m.source = 'auto'
+             AND segment_bucket(seg.salt, m.user_id) >= greatest(%(low)s, seg.threshold)
+           RETURNING m.user_id, m.segment_id, %(reason)s AS reason,
+                     clock_timestamp() AS at, true AS event""",
+        {
+            "segment": segment_id,
+            "after": after,
+            "size": size,
+            "reason": Reason.PERCENT_CHANGE.value,
+            **params,
+        },
+        Operation.REMOVE,
+        before=_SEGMENT
+        + """batch AS (SELECT user_id FROM memberships
+                       WHERE segment_id = %(segment)s AND user_id > %(after)s
+                       ORDER BY user_id LIMIT %(size)s), """,
+        result=_PROGRESS.format(key="user_id"),
     )
-    return _progress(row, after, size)
+    return _progress(rows, after, size)
 
 
-def cleanup_batch(segment_id: int, params: dict, after: int, size: int) -> tuple[int, int, bool]:
+def cleanup_batch(segment_id: int, params: dict, after: int, size: int) -> BatchResult:
     """Remove up to ``size`` memberships of a deleted segment, each with the event its
     end deserves (segment_deleted at the deletion, or ttl if it had expired before)."""
     args = {"segment": segment_id, "size": size}
@@ -105,7 +113,7 @@ def cleanup_batch(segment_id: int, params: dict, after: int, size: int) -> tuple
            FOR UPDATE""",
         args,
     )
-    left = fetchone(
+    left = db.execute_sql(
         "SELECT EXISTS (SELECT 1 FROM memberships WHERE segment_id = %(segment)s)", args
-    )
-    return after, removed, not left[0]
+    ).fetchone()[0]
+    return BatchResult(after, removed, not left)

@@ -9,67 +9,81 @@ the lease next.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from models import job_batches
-from models.db import execute, fetchall, fetchdict, fetchone, read_only, unit_of_work
-from models.tables import Job
+from peewee import SQL, Case, fn
 
+from models import job_batches
+from models.db import read_only, unit_of_work
+from models.job_batches import BatchResult
+from models.tables import Job, JobKind, JobState, Membership, User
+
+# The one retry budget: a job fails for good after this many claims. The actor's own
+# Dramatiq retries are derived from it (workers/actors.py).
 MAX_ATTEMPTS = 5
 
-# kind -> (count of the work at start, one batch: (segment_id, params, checkpoint, size)
-#          -> (new checkpoint, units done, finished))
-Batch = Callable[[int, dict, int, int], tuple[int, int, bool]]
-KINDS: dict[str, tuple[str, Batch]] = {
-    "assign_auto": ("SELECT count(*) FROM users", job_batches.assign_batch),
-    "shrink_auto": (
-        "SELECT count(*) FROM memberships WHERE segment_id = %(segment)s",
-        job_batches.shrink_batch,
-    ),
-    "cleanup_segment": (
-        "SELECT count(*) FROM memberships WHERE segment_id = %(segment)s",
-        job_batches.cleanup_batch,
-    ),
+Batch = Callable[[int, dict, int, int], BatchResult]
+BATCHES: dict[JobKind, Batch] = {
+    JobKind.ASSIGN_AUTO: job_batches.assign_batch,
+    JobKind.SHRINK_AUTO: job_batches.shrink_batch,
+    JobKind.CLEANUP_SEGMENT: job_batches.cleanup_batch,
 }
-
-_COLUMNS = (
-    "id, kind, segment_id, params, state, done, total, error, attempts, "
-    "created_at, started_at, finished_at"
-)
+UNFINISHED = (JobState.QUEUED, JobState.RUNNING)
 
 
-def create_job(kind: str, segment_id: int, params: dict[str, Any]) -> int:
+@dataclass(frozen=True)
+class JobStats:
+    by_kind_state: list[tuple[str, str, int, float]]  # kind, state, count, run seconds
+    queue_lag_seconds: float
+
+
+def _total(kind: JobKind, segment_id: int):
+    """How much work the job has, as a subquery evaluated when it is first claimed."""
+    if kind is JobKind.ASSIGN_AUTO:
+        return User.select(fn.COUNT(SQL("*")))
+    return Membership.select(fn.COUNT(SQL("*"))).where(Membership.segment == segment_id)
+
+
+def _lease(seconds: float):
+    return SQL("now() + make_interval(secs => %s)", (seconds,))
+
+
+def create_job(kind: JobKind, segment_id: int, params: dict[str, Any]) -> int:
     """Record a job; call inside the transaction of the change that needs it."""
-    return Job.insert(kind=kind, segment=segment_id, params=params).execute()
+    return Job.insert(kind=kind.value, segment=segment_id, params=params).execute()
 
 
 @read_only
-def get_job(job_id: int) -> dict | None:
-    return fetchdict(f"SELECT {_COLUMNS} FROM jobs WHERE id = %s", (job_id,))
+def get_job(job_id: int) -> Job | None:
+    return Job.get_or_none(Job.id == job_id)
 
 
 @unit_of_work
 def claim_job(job_id: int, owner: str, lease_seconds: int) -> bool:
     """Take the lease of a queued job, or of a running one whose holder went silent."""
-    row = fetchone(
-        """UPDATE jobs SET state = 'running', lease_owner = %(owner)s,
-                  lease_until = now() + make_interval(secs => %(lease)s),
-                  attempts = attempts + 1, started_at = coalesce(started_at, now()),
-                  updated_at = now()
-           WHERE id = %(id)s
-             AND (state = 'queued' OR (state = 'running' AND lease_until < now()))
-           RETURNING kind, segment_id, total""",
-        {"id": job_id, "owner": owner, "lease": lease_seconds},
+    claimable = (Job.state == JobState.QUEUED) | (
+        (Job.state == JobState.RUNNING) & (Job.lease_until < fn.now())
     )
-    if row is None:
-        return False
-    kind, segment_id, total = row
-    if total is None:
-        count_sql = KINDS[kind][0]
-        execute(
-            f"UPDATE jobs SET total = ({count_sql}) WHERE id = %(id)s",
-            {"id": job_id, "segment": segment_id},
+    claimed = list(
+        Job.update(
+            state=JobState.RUNNING.value,
+            lease_owner=owner,
+            lease_until=_lease(lease_seconds),
+            attempts=Job.attempts + 1,
+            started_at=fn.COALESCE(Job.started_at, fn.now()),
+            updated_at=fn.now(),
         )
+        .where(Job.id == job_id, claimable)
+        .returning(Job.kind, Job.segment, Job.total)
+        .execute()
+    )
+    if not claimed:
+        return False
+    (job,) = claimed
+    if job.total is None:
+        total = _total(JobKind(job.kind), job.segment_id)
+        Job.update(total=total).where(Job.id == job_id).execute()
     return True
 
 
@@ -77,80 +91,88 @@ def claim_job(job_id: int, owner: str, lease_seconds: int) -> bool:
 def advance_job(job_id: int, owner: str, batch_size: int, lease_seconds: int) -> bool | None:
     """Run one batch and commit it with the checkpoint. True when the job is finished,
     False when more remains, None when this worker no longer holds the lease."""
-    row = fetchone(
-        """SELECT kind, segment_id, params, checkpoint FROM jobs
-           WHERE id = %s AND state = 'running' AND lease_owner = %s FOR UPDATE""",
-        (job_id, owner),
+    job = (
+        Job.select()
+        .where(Job.id == job_id, Job.state == JobState.RUNNING, Job.lease_owner == owner)
+        .for_update()
+        .first()
     )
-    if row is None:
+    if job is None:
         return None
-    kind, segment_id, params, checkpoint = row
-    checkpoint, units, finished = KINDS[kind][1](segment_id, params, checkpoint, batch_size)
-    execute(
-        """UPDATE jobs SET checkpoint = %(checkpoint)s, done = done + %(units)s,
-                  lease_until = now() + make_interval(secs => %(lease)s), updated_at = now(),
-                  state = CASE WHEN %(finished)s THEN 'done' ELSE state END,
-                  finished_at = CASE WHEN %(finished)s THEN now() END,
-                  total = CASE WHEN %(finished)s THEN greatest(total, done + %(units)s)
-                               ELSE total END,
-                  lease_owner = CASE WHEN %(finished)s THEN NULL ELSE lease_owner END,
-                  error = CASE WHEN %(finished)s THEN NULL ELSE error END
-           WHERE id = %(id)s""",
-        {
-            "id": job_id,
-            "checkpoint": checkpoint,
-            "units": units,
-            "lease": lease_seconds,
-            "finished": finished,
-        },
-    )
-    return finished
+    batch = BATCHES[JobKind(job.kind)](job.segment_id, job.params, job.checkpoint, batch_size)
+    done = job.done + batch.done
+    changes: dict[str, Any] = {
+        "checkpoint": batch.checkpoint,
+        "done": done,
+        "lease_until": _lease(lease_seconds),
+        "updated_at": fn.now(),
+    }
+    if batch.finished:
+        changes |= {
+            "state": JobState.DONE.value,
+            "finished_at": fn.now(),
+            "total": max(job.total or 0, done),
+            "lease_owner": None,
+            "error": None,
+        }
+    Job.update(changes).where(Job.id == job_id).execute()
+    return batch.finished
 
 
 @unit_of_work
 def release_job(job_id: int, owner: str, error: str) -> str:
     """Give the lease back after a failed batch: queued for a retry, or failed for good
-    after MAX_ATTEMPTS. Returns the new state."""
-    row = fetchone(
-        """UPDATE jobs SET error = %(error)s, lease_owner = NULL, lease_until = NULL,
-                  updated_at = now(),
-                  state = CASE WHEN attempts >= %(max)s THEN 'failed' ELSE 'queued' END,
-                  finished_at = CASE WHEN attempts >= %(max)s THEN now() END
-           WHERE id = %(id)s AND lease_owner = %(owner)s
-           RETURNING state""",
-        {"id": job_id, "owner": owner, "error": error[:2000], "max": MAX_ATTEMPTS},
+    after MAX_ATTEMPTS. Returns the new state ("lost" if another worker holds it)."""
+    spent = Job.attempts >= MAX_ATTEMPTS
+    released = list(
+        Job.update(
+            error=error[:2000],
+            lease_owner=None,
+            lease_until=None,
+            updated_at=fn.now(),
+            state=Case(None, [(spent, JobState.FAILED.value)], JobState.QUEUED.value),
+            finished_at=Case(None, [(spent, fn.now())], None),
+        )
+        .where(Job.id == job_id, Job.lease_owner == owner)
+        .returning(Job.state)
+        .execute()
     )
-    return row[0] if row else "lost"
+    return released[0].state if released else "lost"
 
 
 @unit_of_work
 def stale_jobs(queued_for_seconds: float, limit: int = 100) -> list[int]:
     """Jobs whose message was lost (never sent, Redis down, worker died). Marks them as
     re-sent now, so the next pass does not send them again at once."""
-    rows = fetchall(
-        """UPDATE jobs SET updated_at = now()
-           WHERE id IN (
-               SELECT id FROM jobs
-               WHERE (state = 'queued'
-                      AND updated_at < now() - make_interval(secs => %(age)s))
-                  OR (state = 'running' AND lease_until < now())
-               ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-           RETURNING id""",
-        {"age": queued_for_seconds, "limit": limit},
+    stale = (
+        Job.select(Job.id)
+        .where(
+            (
+                (Job.state == JobState.QUEUED)
+                & (Job.updated_at < SQL("now() - make_interval(secs => %s)", (queued_for_seconds,)))
+            )
+            | ((Job.state == JobState.RUNNING) & (Job.lease_until < fn.now()))
+        )
+        .order_by(Job.id)
+        .limit(limit)
+        .for_update("FOR UPDATE SKIP LOCKED")
     )
-    return [r[0] for r in rows]
+    touched = Job.update(updated_at=fn.now()).where(Job.id.in_(stale)).returning(Job.id)
+    return [job.id for job in touched.execute()]
 
 
 @read_only
-def job_stats() -> dict:
+def job_stats() -> JobStats:
     """Counts and run time by (kind, state), and the age of the oldest queued job."""
-    rows = fetchall(
-        """SELECT kind, state, count(*),
-                  coalesce(sum(extract(epoch FROM finished_at - started_at)), 0)
-           FROM jobs GROUP BY kind, state"""
+    seconds = fn.COALESCE(fn.SUM(fn.date_part("epoch", Job.finished_at - Job.started_at)), 0)
+    rows = (
+        Job.select(Job.kind, Job.state, fn.COUNT(SQL("*")), seconds)
+        .group_by(Job.kind, Job.state)
+        .tuples()
     )
-    lag = fetchone(
-        "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM jobs "
-        "WHERE state = 'queued'"
+    lag = (
+        Job.select(fn.COALESCE(fn.date_part("epoch", fn.now() - fn.MIN(Job.created_at)), 0))
+        .where(Job.state == JobState.QUEUED)
+        .scalar()
     )
-    return {"by_kind_state": rows, "queue_lag_seconds": float(lag[0])}
+    return JobStats([(k, s, n, float(t)) for k, s, n, t in rows], float(lag))

@@ -2,138 +2,159 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
+
+from peewee import JOIN, fn
 
 from models import jobs
 from models.buckets import new_salt, threshold
-from models.db import execute, fetchall, fetchone, read_only, unit_of_work
+from models.db import db, read_only, unit_of_work
 from models.errors import Conflict, NotFound
-from models.memberships import LIVE
-from models.tables import Segment
+from models.memberships import LIVE_EXPR
+from models.tables import JobKind, Membership, Reason, Segment
 
 # Serialises auto segment creation / percent changes (exclusive) against user creation
 # (shared). Any constant works; it only has to be the same in every process.
 AUTO_SEGMENTS_LOCK = 5_120_447_903
 
 
+@dataclass(frozen=True)
+class SegmentView:
+    """A live segment as clients see it; ``job_id`` names the job a change started."""
+
+    name: str
+    auto_percent: Decimal
+    created_at: datetime
+    members: int | None = None
+    job_id: int | None = None
+
+
 def hold_auto_segments_shared() -> None:
-    execute("SELECT pg_advisory_xact_lock_shared(%s)", (AUTO_SEGMENTS_LOCK,))
+    db.execute_sql("SELECT pg_advisory_xact_lock_shared(%s)", (AUTO_SEGMENTS_LOCK,))
 
 
 def _hold_auto_segments_exclusive() -> None:
-    execute("SELECT pg_advisory_xact_lock(%s)", (AUTO_SEGMENTS_LOCK,))
+    db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (AUTO_SEGMENTS_LOCK,))
 
 
-def _segment_view(row: tuple) -> dict:
-    name, auto_percent, created_at = row[:3]
-    return {"segment": name, "auto_percent": auto_percent, "created_at": created_at}
+def _view(segment: Segment, job_id: int | None = None) -> SegmentView:
+    return SegmentView(
+        name=segment.name,
+        auto_percent=segment.auto_percent,
+        created_at=segment.created_at,
+        members=getattr(segment, "members", None),
+        job_id=job_id,
+    )
+
+
+def _live(name: str):
+    return Segment.select().where(Segment.name == name, Segment.deleted_at.is_null())
 
 
 @unit_of_work
-def create_segment(name: str, auto_percent: Decimal) -> tuple[dict, int | None]:
-    """Returns the segment and, when auto_percent > 0, the id of its assignment job."""
+def create_segment(name: str, auto_percent: Decimal) -> SegmentView:
+    """With auto_percent > 0, the view carries the id of its assignment job."""
     if auto_percent > 0:
         _hold_auto_segments_exclusive()
-    row = fetchone(
-        """INSERT INTO segments (name, salt, auto_percent) VALUES (%s, %s, %s)
-           ON CONFLICT (name) WHERE deleted_at IS NULL DO NOTHING
-           RETURNING id, name, auto_percent, created_at""",
-        (name, new_salt(), auto_percent),
+    created = list(
+        Segment.insert(name=name, salt=new_salt(), auto_percent=auto_percent)
+        .on_conflict(
+            conflict_target=[Segment.name],
+            conflict_where=Segment.deleted_at.is_null(),
+            action="IGNORE",
+        )
+        .returning(Segment)
+        .execute()
     )
-    if row is None:
+    if not created:
         raise Conflict(f"segment {name} already exists", segment=name)
-    segment_id = row[0]
+    (segment,) = created
     job_id = None
     if auto_percent > 0:
-        job_id = jobs.create_job(
-            "assign_auto", segment_id, {"low": 0, "high": threshold(auto_percent), "reason": "auto"}
-        )
-    return _segment_view(row[1:]), job_id
+        params = {"low": 0, "high": threshold(auto_percent), "reason": Reason.AUTO.value}
+        job_id = jobs.create_job(JobKind.ASSIGN_AUTO, segment.id, params)
+    return _view(segment, job_id)
 
 
 @unit_of_work
-def delete_segment(name: str) -> tuple[dict, int]:
+def delete_segment(name: str) -> SegmentView:
     """Hide the segment from every read at once, free its name, and record the job that
-    removes its memberships. Returns the segment and the cleanup job's id."""
+    removes its memberships (its id is in the view)."""
     # Like a percent change: a user being created either commits before the cleanup job
     # scans, or sees the segment as deleted and does not join it.
     _hold_auto_segments_exclusive()
     # Lock first, stamp after: the clock is read once no batch or request holds the row,
     # so the deletion time comes after every add it ends.
-    found = fetchone(
-        "SELECT id FROM segments WHERE name = %s AND deleted_at IS NULL FOR UPDATE", (name,)
-    )
-    if found is None:
+    segment = _live(name).for_update().first()
+    if segment is None:
         raise NotFound(f"segment {name} not found", segment=name)
-    row = fetchone(
-        """UPDATE segments SET deleted_at = clock_timestamp() WHERE id = %s
-           RETURNING name, auto_percent, created_at""",
-        found,
-    )
-    return _segment_view(row), jobs.create_job("cleanup_segment", found[0], {})
+    Segment.update(deleted_at=fn.clock_timestamp()).where(Segment.id == segment.id).execute()
+    return _view(segment, jobs.create_job(JobKind.CLEANUP_SEGMENT, segment.id, {}))
 
 
 @unit_of_work
-def change_percent(name: str, auto_percent: Decimal) -> tuple[dict, int | None]:
+def change_percent(name: str, auto_percent: Decimal) -> SegmentView:
     """Set a new percentage; growing adds buckets [old, new), shrinking removes auto
-    members at or above new. Returns the segment and the job's id (None if unchanged)."""
+    members at or above new. The view names the job (None if unchanged)."""
     _hold_auto_segments_exclusive()
-    row = fetchone(
-        "SELECT id, auto_percent FROM segments WHERE name = %s AND deleted_at IS NULL FOR UPDATE",
-        (name,),
-    )
-    if row is None:
+    segment = _live(name).for_update().first()
+    if segment is None:
         raise NotFound(f"segment {name} not found", segment=name)
-    segment_id, old = row
-    updated = fetchone(
-        "UPDATE segments SET auto_percent = %s WHERE id = %s "
-        "RETURNING name, auto_percent, created_at",
-        (auto_percent, segment_id),
-    )
-    old_t, new_t = threshold(old), threshold(auto_percent)
+    old_t, new_t = threshold(segment.auto_percent), threshold(auto_percent)
+    Segment.update(auto_percent=auto_percent).where(Segment.id == segment.id).execute()
+    segment.auto_percent = Decimal(auto_percent).quantize(Decimal("0.01"))
     job_id = None
     if new_t > old_t:
-        params = {"low": old_t, "high": new_t, "reason": "percent_change"}
-        job_id = jobs.create_job("assign_auto", segment_id, params)
+        params = {"low": old_t, "high": new_t, "reason": Reason.PERCENT_CHANGE.value}
+        job_id = jobs.create_job(JobKind.ASSIGN_AUTO, segment.id, params)
     elif new_t < old_t:
-        job_id = jobs.create_job("shrink_auto", segment_id, {"low": new_t})
-    return _segment_view(updated), job_id
+        job_id = jobs.create_job(JobKind.SHRINK_AUTO, segment.id, {"low": new_t})
+    return _view(segment, job_id)
+
+
+def _live_members_count():
+    return fn.COUNT(Membership.user).filter(LIVE_EXPR).alias("members")
 
 
 @read_only
-def list_segments() -> list[dict]:
-    rows = fetchall(
-        f"""SELECT s.name, s.auto_percent, s.created_at,
-                   count(m.user_id) FILTER (WHERE {LIVE})
-            FROM segments s LEFT JOIN memberships m ON m.segment_id = s.id
-            WHERE s.deleted_at IS NULL
-            GROUP BY s.id ORDER BY s.name"""
+def list_segments() -> list[SegmentView]:
+    query = (
+        Segment.select(Segment.name, Segment.auto_percent, Segment.created_at)
+        .select_extend(_live_members_count())
+        .join(Membership, JOIN.LEFT_OUTER, on=(Membership.segment == Segment.id))
+        .where(Segment.deleted_at.is_null())
+        .group_by(Segment.id)
+        .order_by(Segment.name)
     )
-    return [{**_segment_view(r), "members": r[3]} for r in rows]
+    return [_view(s) for s in query]
 
 
 @read_only
-def get_segment(name: str) -> dict:
-    row = fetchone(
-        f"""SELECT s.name, s.auto_percent, s.created_at,
-                   (SELECT count(*) FROM memberships m WHERE m.segment_id = s.id AND {LIVE})
-            FROM segments s WHERE s.name = %s AND s.deleted_at IS NULL""",
-        (name,),
+def get_segment(name: str) -> SegmentView:
+    query = (
+        _live(name)
+        .select_extend(_live_members_count())
+        .join(Membership, JOIN.LEFT_OUTER, on=(Membership.segment == Segment.id))
+        .group_by(Segment.id)
     )
-    if row is None:
+    segment = query.first()
+    if segment is None:
         raise NotFound(f"segment {name} not found", segment=name)
-    return {**_segment_view(row), "members": row[3]}
+    return _view(segment)
 
 
 @read_only
 def segment_members(name: str, after: int, limit: int) -> list[int]:
     """One page of the segment's live members, by user id, keyset-paginated."""
-    if not Segment.select().where(Segment.name == name, Segment.deleted_at.is_null()).exists():
+    if not _live(name).exists():
         raise NotFound(f"segment {name} not found", segment=name)
-    rows = fetchall(
-        f"""SELECT m.user_id FROM memberships m JOIN segments s ON s.id = m.segment_id
-            WHERE s.name = %s AND {LIVE} AND m.user_id > %s
-            ORDER BY m.user_id LIMIT %s""",
-        (name, after, limit),
+    query = (
+        Membership.select(Membership.user)
+        .join(Segment)
+        .where(Segment.name == name, LIVE_EXPR, Membership.user > after)
+        .order_by(Membership.user)
+        .limit(limit)
     )
-    return [r[0] for r in rows]
+    return [user_id for (user_id,) in query.tuples()]

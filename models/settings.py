@@ -6,6 +6,7 @@ points print that line and exit, so an operator never sees a traceback for a typ
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ class ConfigError(Exception):
 # Used only when neither the environment nor the dev launcher gives a database.
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres sslmode=disable"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DAY = 86_400
 
 
 @dataclass(frozen=True)
@@ -74,16 +76,28 @@ def _check_redis_url(url: str) -> str:
     return url
 
 
-def _number(env: dict[str, str], name: str, default: float, kind: type = int, low: float = 1):
+def _number(
+    env: dict[str, str],
+    name: str,
+    default: float,
+    kind: type = int,
+    low: float = 1,
+    high: float = 10**9,
+):
+    """A finite number in [low, high]; anything else is one line naming the variable."""
     raw = env.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return kind(default)
+    what = "a whole number" if kind is int else "a number"
     try:
-        value = kind(raw)
+        value = kind(raw.strip())
     except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a number") from None
-    if value < low:
-        raise ConfigError(f"{name}={raw!r}: must be at least {low}")
+        raise ConfigError(f"{name}={raw!r}: expected {what}") from None
+    # float() accepts "nan", "inf" and "1e400" (which is inf): none is a usable setting.
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r}: expected a finite number")
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw!r}: must be from {low:g} to {high:g}")
     return value
 
 
@@ -105,15 +119,32 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         log_file_path=env.get("LOG_FILE_PATH") or None,
         redis_url=_check_redis_url(env.get("REDIS_URL") or DEFAULT_REDIS_URL),
         queue_namespace=env.get("QUEUE_NAMESPACE") or "dramatiq",
-        db_pool_size=_number(env, "DB_POOL_SIZE", 16),
-        db_pool_timeout=_number(env, "DB_POOL_TIMEOUT", 5.0, float, low=0.1),
-        web_workers=_number(env, "WEB_WORKERS", 1),
-        sweep_interval=_number(env, "SWEEP_INTERVAL", 5.0, float, low=0.1),
-        requeue_interval=_number(env, "REQUEUE_INTERVAL", 15.0, float, low=0.1),
-        job_lease_seconds=_number(env, "JOB_LEASE_SECONDS", 30),
-        batch_size=_number(env, "BATCH_SIZE", 5000),
-        sweep_batch_size=_number(env, "SWEEP_BATCH_SIZE", 20000),
-        job_batch_pause=_number(env, "JOB_BATCH_PAUSE_MS", 0, float, low=0) / 1000,
+        db_pool_size=_number(env, "DB_POOL_SIZE", 16, high=1000),
+        db_pool_timeout=_number(env, "DB_POOL_TIMEOUT", 5.0, float, low=0.1, high=3600),
+        web_workers=_number(env, "WEB_WORKERS", 1, high=256),
+        sweep_interval=_number(env, "SWEEP_INTERVAL", 5.0, float, low=0.1, high=DAY),
+        requeue_interval=_number(env, "REQUEUE_INTERVAL", 15.0, float, low=0.1, high=DAY),
+        job_lease_seconds=_number(env, "JOB_LEASE_SECONDS", 30, high=DAY),
+        batch_size=_number(env, "BATCH_SIZE", 5000, high=10**6),
+        sweep_batch_size=_number(env, "SWEEP_BATCH_SIZE", 20000, high=10**6),
+        job_batch_pause=_number(env, "JOB_BATCH_PAUSE_MS", 0, float, low=0, high=60_000) / 1000,
         api_token=env.get("API_TOKEN") or None,
         access_log=_flag(env, "ACCESS_LOG"),
     )
+
+
+_active: Settings | None = None
+
+
+def activate(settings: Settings) -> None:
+    """Make ``settings`` the process's own; called by the boot (workers/boot.py) only."""
+    global _active
+    _active = settings
+
+
+def active() -> Settings:
+    """The settings the process booted with; code that runs after the boot (actors,
+    handlers) reads them here instead of the environment."""
+    if _active is None:
+        raise RuntimeError("the process is not booted: call workers.boot.bootstrap first")
+    return _active

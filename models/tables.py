@@ -1,13 +1,52 @@
-"""Peewee models for the rows read or written one at a time. Set-based work (bulk
-assignment, sweeps, history) is SQL through the same database object, next to the rule
-it implements. The DDL itself lives in ``models/migrations``."""
+"""A Peewee model for every table, and the values its text columns may hold.
+
+The DDL itself lives in ``models/migrations`` (CHECK constraints included); these models
+match it column for column. Plain reads and single-row writes go through them; set-based
+changes that must write their history event in the same statement are SQL next to the
+rule they implement (``models/events.py`` is the one place that pairs them).
+"""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 import peewee as pw
 from playhouse.postgres_ext import BinaryJSONField
 
 from models.db import BaseModel
+
+
+class Source(StrEnum):
+    """Why a membership exists: a person added it, or the auto_percent rule did."""
+
+    MANUAL = "manual"
+    AUTO = "auto"
+
+
+class Operation(StrEnum):
+    ADD = "add"
+    REMOVE = "remove"
+
+
+class Reason(StrEnum):
+    MANUAL = "manual"
+    AUTO = "auto"
+    TTL = "ttl"
+    SEGMENT_DELETED = "segment_deleted"
+    PERCENT_CHANGE = "percent_change"
+
+
+class JobKind(StrEnum):
+    ASSIGN_AUTO = "assign_auto"
+    SHRINK_AUTO = "shrink_auto"
+    CLEANUP_SEGMENT = "cleanup_segment"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
 
 
 class User(BaseModel):
@@ -19,7 +58,9 @@ class User(BaseModel):
 
 
 class Segment(BaseModel):
-    name = pw.CharField(max_length=64)
+    # "C": names sort by their bytes everywhere, as Python sorts them, whatever the
+    # database's default collation is.
+    name = pw.CharField(max_length=64, collation="C")
     salt = pw.TextField()
     auto_percent = pw.DecimalField(max_digits=5, decimal_places=2)
     created_at = pw.DateTimeField()
@@ -28,6 +69,42 @@ class Segment(BaseModel):
 
     class Meta:
         table_name = "segments"
+
+
+class Membership(BaseModel):
+    user = pw.ForeignKeyField(User, column_name="user_id")
+    segment = pw.ForeignKeyField(Segment, column_name="segment_id")
+    source = pw.TextField(choices=[(s.value, s.value) for s in Source])
+    added_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "memberships"
+        primary_key = pw.CompositeKey("user", "segment")
+
+
+class OptOut(BaseModel):
+    """A person removed the user from the segment: auto assignment leaves them out."""
+
+    segment = pw.ForeignKeyField(Segment, column_name="segment_id")
+    user = pw.ForeignKeyField(User, column_name="user_id")
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        table_name = "segment_opt_outs"
+        primary_key = pw.CompositeKey("segment", "user")
+
+
+class HistoryEvent(BaseModel):
+    id = pw.BigAutoField()
+    user = pw.ForeignKeyField(User, column_name="user_id")
+    segment = pw.ForeignKeyField(Segment, column_name="segment_id")
+    operation = pw.TextField()
+    reason = pw.TextField()
+    at = pw.DateTimeField()
+
+    class Meta:
+        table_name = "history"
 
 
 class Job(BaseModel):

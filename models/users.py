@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from models.buckets import falls_in
-from models.db import execute, fetchall, fetchone, read_only, unit_of_work
+from models.db import read_only, unit_of_work
 from models.errors import Conflict
+from models.events import change_with_events
 from models.segments import hold_auto_segments_shared
-from models.tables import User
+from models.tables import Operation, Reason, Segment, User
 
 
 @unit_of_work
@@ -19,28 +20,20 @@ def create_user(user_id: int) -> list[str]:
     # percent changes: either this user is committed before such a job scans the users,
     # or this transaction sees the segment's new percentage. No user is ever missed.
     hold_auto_segments_shared()
-    if (
-        fetchone(
-            "INSERT INTO users (id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING id", (user_id,)
-        )
-        is None
-    ):
+    if not list(User.insert(id=user_id).on_conflict_ignore().returning(User.id).execute()):
         raise Conflict(f"user {user_id} already exists", id=user_id)
-    auto = fetchall(
-        "SELECT id, name, salt, auto_percent FROM segments "
-        "WHERE deleted_at IS NULL AND auto_percent > 0"
+    auto = Segment.select(Segment.id, Segment.name, Segment.salt, Segment.auto_percent).where(
+        Segment.deleted_at.is_null(), Segment.auto_percent > 0
     )
-    chosen = sorted((name, sid) for sid, name, salt, pct in auto if falls_in(salt, user_id, pct))
+    chosen = sorted((s.name, s.id) for s in auto if falls_in(s.salt, user_id, s.auto_percent))
     if chosen:
-        execute(
-            """WITH added AS (
-                   INSERT INTO memberships (user_id, segment_id, source)
-                   SELECT %(user)s, unnest(%(ids)s::int[]), 'auto'
-                   RETURNING segment_id
-               )
-               INSERT INTO history (user_id, segment_id, operation, reason, at)
-               SELECT %(user)s, segment_id, 'add', 'auto', clock_timestamp() FROM added""",
-            {"user": user_id, "ids": [sid for _, sid in chosen]},
+        change_with_events(
+            """INSERT INTO memberships (user_id, segment_id, source)
+               SELECT %(user)s, unnest(%(ids)s::int[]), 'auto'
+               RETURNING user_id, segment_id, %(reason)s AS reason,
+                         clock_timestamp() AS at, true AS event""",
+            {"user": user_id, "ids": [sid for _, sid in chosen], "reason": Reason.AUTO.value},
+            Operation.ADD,
         )
     return [name for name, _ in chosen]
 

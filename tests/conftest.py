@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import psycopg2.extensions
 import pytest
+from dramatiq.brokers.stub import StubBroker
 from hypothesis import settings
 
 # CI replays the same generated examples every run, so a landing is never decided by
@@ -26,6 +27,7 @@ if os.environ.get("CI"):
 TEST_DB = f"segments_test_{os.getpid()}"
 TEST_REDIS_DB = 15
 SERVER_DSN = pytest.StashKey[str]()
+STUB_BROKER = StubBroker()
 
 
 def _test_dsn(server_dsn: str) -> str:
@@ -52,7 +54,8 @@ def _admin(server_dsn: str, *statements: str) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Runs before test modules are imported: web and workers read settings at import.
+    # Runs before test modules are imported; the environment set here is what the e2e
+    # tests' processes inherit.
     if os.environ.get("SEGMENTS_TEST_READY"):
         return
     from scripts.devservices import ensure_services
@@ -70,11 +73,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("BATCH_SIZE", "1000")
     os.environ["SEGMENTS_TEST_READY"] = "1"
 
-    from models.db import init_db
     from models.migrate import apply_migrations
     from models.settings import load_settings
+    from workers.boot import bootstrap
 
-    init_db(load_settings())
+    # In-process code sends to Dramatiq's StubBroker and runs actors with its Worker
+    # (tests/integration/jobs.py); the e2e tests run real workers on real Redis.
+    bootstrap(load_settings(), STUB_BROKER)
     apply_migrations()
 
 
@@ -120,3 +125,20 @@ def server_sql(pytestconfig: pytest.Config) -> Iterator[psycopg2.extensions.curs
 @pytest.fixture
 def clean_db(sql) -> None:
     sql.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def app_with():
+    """``app_with(**changes)``: the app on the test settings with ``changes``; the
+    process boots back to the test settings afterwards."""
+    import dataclasses
+
+    from models.settings import load_settings
+    from web.app import create_app
+    from workers.boot import bootstrap
+
+    def make(**changes):
+        return create_app(dataclasses.replace(load_settings(), **changes), broker=STUB_BROKER)
+
+    yield make
+    bootstrap(load_settings(), STUB_BROKER)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 import anyio.to_thread
+import dramatiq
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
-from models.db import db, init_db
-from models.logs import configure_logging
+from models.db import db
 from models.settings import Settings, load_settings
 from web.auth import token_guard
 from web.body import decode_body_strictly
@@ -23,15 +23,16 @@ from web.routes.history import HistoryController
 from web.routes.jobs import read_job
 from web.routes.segments import SegmentController
 from web.routes.users import UserController
+from workers.boot import bootstrap
 
 MAX_BODY = 1024 * 1024
 log = logging.getLogger("web.app")
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    settings = settings or load_settings()
-    configure_logging(settings)
-    init_db(settings)
+def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None = None) -> Litestar:
+    """The app on ``settings`` (default: the environment's), sending jobs to ``broker``
+    (default: the one the settings name). Boots the process (workers/boot.py)."""
+    settings = bootstrap(settings or load_settings(), broker).settings
     register_job_metrics()
 
     if settings.api_token:

@@ -25,15 +25,15 @@ class JobsCollector(Collector):
         seconds = CounterMetricFamily(
             "segments_job_run_seconds", "Total run time of finished jobs", labels=["kind", "state"]
         )
-        for kind, state, n, total in stats["by_kind_state"]:
+        for kind, state, n, total in stats.by_kind_state:
             count.add_metric([kind, state], n)
-            seconds.add_metric([kind, state], float(total))
+            seconds.add_metric([kind, state], total)
         yield count
         yield seconds
         yield GaugeMetricFamily(
             "segments_queue_lag_seconds",
             "Age of the oldest job still queued",
-            value=stats["queue_lag_seconds"],
+            value=stats.queue_lag_seconds,
         )
 
 

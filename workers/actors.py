@@ -1,4 +1,6 @@
-"""The actors. Each is small: the work itself lives in ``models``."""
+"""The actors: small functions, their Dramatiq options next to them (``ACTORS``). The
+work itself lives in ``models``. They are bound to the broker at boot
+(workers/broker.py), so importing this module touches nothing."""
 
 from __future__ import annotations
 
@@ -12,16 +14,17 @@ import dramatiq
 from redis.exceptions import RedisError
 
 from models import jobs, memberships
-from workers.broker import settings
+from models.settings import active
 
 log = logging.getLogger("workers.actors")
 
 HOUR_MS = 3_600_000
 
 
-@dramatiq.actor(queue_name="jobs", max_retries=3, min_backoff=1_000, time_limit=6 * HOUR_MS)
 def run_job(job_id: int) -> None:
-    """Claim the job and advance it batch by batch until it is finished."""
+    """Claim the job and advance it batch by batch until it is finished. Each batch
+    borrows a pooled connection for its own transaction only."""
+    settings = active()
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     if not jobs.claim_job(job_id, owner, settings.job_lease_seconds):
         return  # finished, or another worker holds a live lease: a duplicate message
@@ -47,24 +50,48 @@ def run_job(job_id: int) -> None:
             raise  # Dramatiq retries with backoff; the job resumes from its checkpoint
 
 
-@dramatiq.actor(queue_name="periodic", max_retries=0, time_limit=10 * 60_000)
 def sweep_expired() -> None:
     """Remove expired memberships, batch after batch, until none is left."""
+    size = active().sweep_batch_size
     total = 0
     while True:
-        removed = memberships.expire_memberships(settings.sweep_batch_size)
+        removed = memberships.expire_memberships(size)
         total += removed
-        if removed < settings.sweep_batch_size:
+        if removed < size:
             break
     if total:
         log.info("ttl sweep removed %d memberships", total)
 
 
-@dramatiq.actor(queue_name="periodic", max_retries=0, time_limit=60_000)
 def requeue_stale_jobs() -> None:
     """Re-send jobs whose message was lost: Redis was down at commit, or a worker died."""
-    for job_id in jobs.stale_jobs(settings.requeue_interval):
+    for job_id in jobs.stale_jobs(active().requeue_interval):
         enqueue_job(job_id)
+
+
+# (actor, Dramatiq options). A job's claims are its retry budget (jobs.MAX_ATTEMPTS):
+# Dramatiq retries a failed batch until the job itself has used them all.
+ACTORS = [
+    (
+        run_job,
+        {
+            "queue_name": "jobs",
+            "max_retries": jobs.MAX_ATTEMPTS - 1,
+            "min_backoff": 1_000,
+            "time_limit": 6 * HOUR_MS,
+        },
+    ),
+    (sweep_expired, {"queue_name": "periodic", "max_retries": 0, "time_limit": 10 * 60_000}),
+    (requeue_stale_jobs, {"queue_name": "periodic", "max_retries": 0, "time_limit": 60_000}),
+]
+
+
+def send(actor: str, *args: object) -> None:
+    """Send a message to the named actor on the broker the process booted with."""
+    # Not dramatiq.get_broker(): unbooted, it would quietly make a RabbitMQ broker.
+    if dramatiq.broker.global_broker is None:
+        raise RuntimeError("the process is not booted: call workers.boot.bootstrap first")
+    dramatiq.broker.global_broker.get_actor(actor).send(*args)
 
 
 def enqueue_job(job_id: int) -> bool:
@@ -74,7 +101,7 @@ def enqueue_job(job_id: int) -> bool:
     delivers it once Redis is back.
     """
     try:
-        run_job.send(job_id)
+        send(run_job.__name__, job_id)
     except (RedisError, OSError, dramatiq.errors.BrokerConnectionError) as exc:
         log.warning("job %s recorded but not sent (%s); it will be re-sent", job_id, exc)
         return False

@@ -11,28 +11,29 @@ import logging
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from workers.actors import requeue_stale_jobs, sweep_expired
-from workers.broker import settings
+from workers.actors import requeue_stale_jobs, send, sweep_expired
+from workers.boot import bootstrap, settings_or_exit
 
 log = logging.getLogger("workers.scheduler")
 
 
-def send(actor) -> None:
+def tick(actor) -> None:
     try:
-        actor.send()
+        send(actor.__name__)
     except Exception as exc:  # noqa: BLE001 - Redis down: try again at the next tick
-        log.warning("could not send %s: %s", actor.actor_name, exc)
+        log.warning("could not send %s: %s", actor.__name__, exc)
 
 
 def main() -> None:
+    settings = bootstrap(settings_or_exit()).settings
     scheduler = BlockingScheduler(timezone="UTC")
     # coalesce + max_instances=1: after a pause, one catch-up run rather than a burst.
     common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
     scheduler.add_job(
-        send, "interval", args=[sweep_expired], seconds=settings.sweep_interval, **common
+        tick, "interval", args=[sweep_expired], seconds=settings.sweep_interval, **common
     )
     scheduler.add_job(
-        send, "interval", args=[requeue_stale_jobs], seconds=settings.requeue_interval, **common
+        tick, "interval", args=[requeue_stale_jobs], seconds=settings.requeue_interval, **common
     )
     log.info(
         "scheduler started: sweep every %ss, re-enqueue every %ss",

@@ -5,16 +5,19 @@ from collections.abc import Iterator
 import pytest
 from litestar.testing import TestClient
 
+from tests.conftest import STUB_BROKER
 from web.app import create_app
 
 
 @pytest.fixture(scope="session")
 def app_client() -> Iterator[TestClient]:
-    with TestClient(app=create_app()) as client:
+    with TestClient(app=create_app(broker=STUB_BROKER)) as client:
         yield client
 
 
 @pytest.fixture
 def client(app_client: TestClient, clean_db: None) -> TestClient:
-    """The app in-process, on the real test database, emptied before each test."""
+    """The app in-process, on the real test database, emptied before each test; its job
+    messages go to the StubBroker (tests/integration/jobs.py runs them)."""
+    STUB_BROKER.flush_all()
     return app_client

@@ -1,7 +1,8 @@
 """auto_percent, percent changes, segment deletion, TTL and job leases, on the real database.
 
-The app runs in-process (``client``); bulk jobs are run by calling ``claim_job`` /
-``advance_job`` in a loop, which is exactly what the ``run_job`` actor does.
+The app runs in-process (``client``); bulk jobs run through the real actor on Dramatiq's
+StubBroker and Worker (tests/integration/jobs.py); the lease tests drive ``claim_job`` /
+``advance_job`` by hand to interleave two holders.
 """
 
 from __future__ import annotations
@@ -20,24 +21,12 @@ from models.db import db
 from models.memberships import expire_memberships
 from models.segments import delete_segment
 from models.users import create_user
+from tests.integration.jobs import run_job
 
 MAX_ID = 2**63 - 1
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def run_job(job_id: int, owner: str = "test-worker", batch: int = 1000) -> dict:
-    """Claim the job and advance it to the end, as the actor does."""
-    assert jobs.claim_job(job_id, owner, 30), f"job {job_id} could not be claimed"
-    for _ in range(100_000):
-        finished = jobs.advance_job(job_id, owner, batch, 30)
-        assert finished is not None, "lease lost while nobody else was running"
-        if finished:
-            break
-    job = jobs.get_job(job_id)
-    assert job is not None
-    return job
 
 
 def add_users(sql, first: int, last: int) -> None:
@@ -103,8 +92,8 @@ def test_auto_percent_10_on_10000_users(client, sql):
     assert queued["state"] == "queued" and queued["kind"] == "assign_auto"
 
     job = run_job(job_id, batch=777)
-    assert job["state"] == "done" and job["error"] is None
-    assert job["done"] == job["total"] == 10_000
+    assert job.state == "done" and job.error is None
+    assert job.done == job.total == 10_000
     api_job = client.get(f"/jobs/{job_id}").json()
     assert api_job["state"] == "done" and api_job["done"] == api_job["total"] == 10_000
 
@@ -135,7 +124,7 @@ def test_auto_percent_10_on_10000_users(client, sql):
 
 def test_new_user_gets_exactly_the_auto_segments_it_falls_in(client, sql):
     for name, pct in [("A10", 10), ("A50", 50), ("A90", 90), ("A12_34", 12.34)]:
-        assert run_job(create_auto(client, name, pct))["state"] == "done"
+        assert run_job(create_auto(client, name, pct)).state == "done"
     assert client.post("/segments", json={"segment": "MANUAL"}).status_code == 201
     run_job(create_auto(client, "GONE", 100))
     assert client.request("DELETE", "/segments", json={"segment": "GONE"}).status_code == 200
@@ -177,8 +166,8 @@ def test_growth_10_to_30_adds_exactly_buckets_1000_to_3000(client, sql):
 
     job_id = change_percent(client, "GROW", 30)
     job = run_job(job_id, batch=1234)
-    assert job["state"] == "done" and job["done"] == job["total"] == 10_000
-    assert job["params"] == {"low": 1000, "high": 3000, "reason": "percent_change"}
+    assert job.state == "done" and job.done == job.total == 10_000
+    assert job.params == {"low": 1000, "high": 3000, "reason": "percent_change"}
 
     after = members(sql, seg_id)
     assert after >= before
@@ -211,8 +200,8 @@ def test_shrink_30_to_5_removes_only_auto_members_at_or_above_500(client, sql):
 
     job_id = change_percent(client, "SHRINK", 5)
     job = run_job(job_id, batch=333)
-    assert job["state"] == "done" and job["kind"] == "shrink_auto"
-    assert job["done"] == job["total"] == len(before) + 1
+    assert job.state == "done" and job.kind == "shrink_auto"
+    assert job.done == job.total == len(before) + 1
 
     after = members(sql, seg_id)
     gone = (before | {outsider}) - after
@@ -295,8 +284,8 @@ def test_segment_delete_cleanup_job(client, sql):
     assert client.post("/segments", json={"segment": "DOOMED"}).status_code == 201
 
     job = run_job(job_id, batch=250)
-    assert job["state"] == "done" and job["kind"] == "cleanup_segment"
-    assert job["done"] == job["total"] == len(all_members)
+    assert job.state == "done" and job.kind == "cleanup_segment"
+    assert job.done == job.total == len(all_members)
     assert members(sql, seg_id) == set()
 
     removes = [(u, reason, at) for u, op, reason, at in events(sql, seg_id) if op == "remove"]
@@ -337,13 +326,13 @@ def test_user_created_while_its_auto_segment_is_deleted_keeps_no_membership(clie
     deleter.start()
     deleter.join(1.0)
     if deleted:  # the deletion did not wait for the user's transaction: clean up now
-        run_job(deleted[0][1])
+        run_job(deleted[0].job_id)
     release.set()
     creator.join(10)
     deleter.join(10)
     assert result == [["RACE"]] and deleted
-    if jobs.get_job(deleted[0][1])["state"] != "done":
-        run_job(deleted[0][1])
+    if jobs.get_job(deleted[0].job_id).state != "done":
+        run_job(deleted[0].job_id)
 
     leftover = members(sql, seg_id)
     ops = [(op, reason) for u, op, reason, _ in events(sql, seg_id) if u == 77]
@@ -496,7 +485,7 @@ def test_job_lease_only_one_holder_then_takeover_resumes_from_checkpoint(client,
     assert jobs.advance_job(job_id, "worker-A", 1000, 30) is False
     half = members(sql, seg_id)
     assert half == {u for u in range(1, 2_001) if bucket(salt, u) < 5000}
-    assert jobs.get_job(job_id)["done"] == 2_000
+    assert jobs.get_job(job_id).done == 2_000
 
     # worker-A goes silent; its lease runs out.
     sql.execute(
@@ -509,8 +498,8 @@ def test_job_lease_only_one_holder_then_takeover_resumes_from_checkpoint(client,
         pass
 
     job = jobs.get_job(job_id)
-    assert job["state"] == "done" and job["done"] == job["total"] == 5_000
-    assert job["attempts"] == 2
+    assert job.state == "done" and job.done == job.total == 5_000
+    assert job.attempts == 2
     expected = {u for u in range(1, 5_001) if bucket(salt, u) < 5000}
     assert members(sql, seg_id) == expected
     assert Counter((u, op, r) for u, op, r, _ in events(sql, seg_id)) == Counter(
@@ -537,7 +526,7 @@ def test_job_claimed_by_exactly_one_of_many_simultaneous_workers(client, sql):
         t.join(20)
     assert len(wins) == 1, wins
     job = jobs.get_job(job_id)
-    assert job["attempts"] == 1 and job["state"] == "running"
+    assert job.attempts == 1 and job.state == "running"
 
 
 def test_assignment_batch_waits_for_a_manual_removal_in_flight(client, sql):
@@ -584,7 +573,7 @@ def test_cleanup_waits_for_a_locked_membership_instead_of_leaving_it(client, sql
     job = run_job(r.json()["job_id"], batch=100)
     release.join()
     holder.close()
-    assert job["state"] == "done"
+    assert job.state == "done"
     assert members(sql, seg_id) == set()
     removed = [u for u, op, reason, _ in events(sql, seg_id) if op == "remove"]
     assert sorted(removed) == list(range(1, 21))

@@ -23,11 +23,12 @@ from hypothesis.stateful import (
     rule,
 )
 
-from models import jobs, memberships, segments, users
+from models import memberships, segments, users
 from models.buckets import bucket, threshold
 from models.errors import Conflict, NotFound
 from models.verify import verify
 from tests.conftest import TABLES
+from tests.integration.jobs import run_unfinished_jobs
 
 USERS = st.integers(1, 12)
 NAMES = st.sampled_from(["S1", "S2", "S3", "S4"])
@@ -35,10 +36,7 @@ PERCENTS = st.sampled_from([0, 10, 33.33, 50, 100])
 
 
 def run_jobs() -> None:
-    for job_id in jobs.stale_jobs(-1):
-        if jobs.claim_job(job_id, "model", 30):
-            while not jobs.advance_job(job_id, "model", 3, 30):
-                pass
+    run_unfinished_jobs(batch=3)
 
 
 class Segments(RuleBasedStateMachine):
@@ -120,7 +118,7 @@ class Segments(RuleBasedStateMachine):
             with pytest.raises(NotFound):
                 memberships.change_memberships(user, remove=names)
             return
-        _, removed = memberships.change_memberships(user, remove=names)
+        removed = memberships.change_memberships(user, remove=names).removed
         assert removed == sorted(n for n in set(names) if (user, n) in self.held)
         for name in names:
             self.held.pop((user, name), None)

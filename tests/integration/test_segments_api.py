@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from dramatiq import Message
+
+from tests.conftest import STUB_BROKER
+from tests.integration.jobs import run_job
 
 
 def test_create_segment(client):
@@ -17,8 +21,16 @@ def test_create_auto_segment_returns_job(client, sql):
     r = client.post("/segments", json={"segment": "AUTO", "auto_percent": 12.5})
     assert r.status_code == 201
     assert r.json()["auto_percent"] == 12.5
-    job = client.get(f"/jobs/{r.json()['job_id']}").json()
-    assert job["kind"] == "assign_auto" and job["state"] in ("queued", "running", "done")
+    job_id = r.json()["job_id"]
+    job = client.get(f"/jobs/{job_id}").json()
+    # Recorded and sent, not run: no worker runs in-process until a test drains the queue.
+    assert job["kind"] == "assign_auto" and job["state"] == "queued" and job["done"] == 0
+    assert job["params"] == {"low": 0, "high": 1250, "reason": "auto"}
+    sent = [Message.decode(m) for m in STUB_BROKER.queues["jobs"].queue]
+    assert [(m.actor_name, m.args) for m in sent] == [("run_job", (job_id,))]
+    run_job(job_id)
+    job = client.get(f"/jobs/{job_id}").json()
+    assert job["state"] == "done" and job["attempts"] == 1 and job["error"] is None
 
 
 def test_names_are_case_sensitive_and_unique_among_live(client):

@@ -8,7 +8,7 @@ from litestar.openapi import ResponseSpec
 from models.db import db, fetchone
 from web.auth import PUBLIC
 from web.schemas import Readiness
-from workers.broker import broker
+from workers.broker import ping_broker
 
 
 @get("/health", tags=["health"], summary="Liveness", opt={PUBLIC: True})
@@ -38,7 +38,7 @@ def _database() -> None:
     responses={503: ResponseSpec(Readiness, description="A dependency does not answer")},
 )
 def ready() -> Response[Readiness]:
-    checks = {"database": _check(_database), "redis": _check(broker.client.ping)}
+    checks = {"database": _check(_database), "redis": _check(ping_broker)}
     ok = all(v == "ok" for v in checks.values())
     status = "ok" if ok else "unavailable"
     return Response(Readiness(status=status, checks=checks), status_code=200 if ok else 503)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from litestar import Controller, delete, get, patch, post
 from litestar.params import JSONBody
 
 from models import segments
+from models.segments import SegmentView
 from web.routes import params
 from web.schemas import (
     ERRORS,
@@ -21,22 +20,22 @@ from web.schemas import (
 from workers.actors import enqueue_job
 
 
-def _segment(view: dict, job_id: int | None = None) -> Segment:
-    pct: Decimal = view["auto_percent"]
+def _segment(view: SegmentView) -> Segment:
+    pct = view.auto_percent
     return Segment(
-        segment=view["segment"],
+        segment=view.name,
         auto_percent=int(pct) if pct == pct.to_integral_value() else float(pct),
-        created_at=view["created_at"],
-        members=view.get("members"),
-        job_id=job_id,
+        created_at=view.created_at,
+        members=view.members,
+        job_id=view.job_id,
     )
 
 
-def _started(view: dict, job_id: int | None) -> Segment:
+def _started(view: SegmentView) -> Segment:
     # The job row is committed by now; a failed send leaves it for the re-enqueue pass.
-    if job_id is not None:
-        enqueue_job(job_id)
-    return _segment(view, job_id)
+    if view.job_id is not None:
+        enqueue_job(view.job_id)
+    return _segment(view)
 
 
 class SegmentController(Controller):
@@ -46,16 +45,16 @@ class SegmentController(Controller):
     @post("/", status_code=201, sync_to_thread=True, responses=ERRORS, summary="Create a segment")
     def create(self, data: JSONBody[SegmentCreate]) -> Segment:
         """With auto_percent > 0 the response carries the id of the assignment job."""
-        return _started(*segments.create_segment(data.segment, data.percent))
+        return _started(segments.create_segment(data.segment, data.percent))
 
     @delete("/", status_code=200, sync_to_thread=True, responses=ERRORS, summary="Delete a segment")
     def remove(self, data: JSONBody[SegmentRef]) -> Segment:
         """The segment vanishes from every read at once; a job removes its memberships."""
-        return _started(*segments.delete_segment(data.segment))
+        return _started(segments.delete_segment(data.segment))
 
     @patch("/", sync_to_thread=True, responses=ERRORS, summary="Change a segment's auto percentage")
     def change_percent(self, data: JSONBody[SegmentPercent]) -> Segment:
-        return _started(*segments.change_percent(data.segment, data.percent))
+        return _started(segments.change_percent(data.segment, data.percent))
 
     @get("/", sync_to_thread=True, responses=ERRORS, summary="Live segments with member counts")
     def list(self) -> SegmentList:

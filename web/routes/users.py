@@ -31,10 +31,10 @@ class UserController(Controller):
     @patch("/", sync_to_thread=True, responses=ERRORS, summary="Add segments to a user")
     def add_segments(self, data: JSONBody[UserSegmentsAdd]) -> UserSegments:
         """All or nothing; re-adding a held segment only resets its expiry."""
-        added, _ = memberships.change_memberships(
+        change = memberships.change_memberships(
             data.id, add=data.segments, active_time=data.active_time
         )
-        return UserSegments(id=data.id, segments=added)
+        return UserSegments(id=data.id, segments=change.added)
 
     @delete(
         "/",
@@ -45,8 +45,8 @@ class UserController(Controller):
     )
     def remove_segments(self, data: JSONBody[UserSegmentsRemove]) -> UserSegments:
         """Returns the segments actually removed."""
-        _, removed = memberships.change_memberships(data.id, remove=data.segments)
-        return UserSegments(id=data.id, segments=removed)
+        change = memberships.change_memberships(data.id, remove=data.segments)
+        return UserSegments(id=data.id, segments=change.removed)
 
     @get("/{user_id:str}", sync_to_thread=True, responses=ERRORS, summary="A user's live segments")
     def read(self, user_id: params.UserIdPath) -> UserSegments:
@@ -67,7 +67,7 @@ class UserController(Controller):
         self, user_id: params.UserIdPath, data: JSONBody[SegmentChanges]
     ) -> SegmentChangesResult:
         uid = params.user_id(user_id)
-        added, removed = memberships.change_memberships(
+        change = memberships.change_memberships(
             uid, add=data.add, remove=data.remove, active_time=data.active_time
         )
-        return SegmentChangesResult(id=uid, added=added, removed=removed)
+        return SegmentChangesResult(id=uid, added=change.added, removed=change.removed)
