@@ -138,5 +138,10 @@ async def decode_body_strictly(request: Request) -> None:
     field = request.route_handler.parsed_fn_signature.parameters.get("data")
     if field is None:
         return
-    if found := problems(field.annotation, parse(await request.body())):
+    document = parse(await request.body())
+    try:
+        found = problems(field.annotation, document)
+    except UnicodeEncodeError:  # msgspec meets a key like "\ud800", which json.loads allows
+        _reject("request body must be UTF-8: it escapes a lone surrogate")
+    if found:
         _reject(*found)

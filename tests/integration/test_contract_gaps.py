@@ -257,3 +257,24 @@ def test_a_401_names_the_bearer_scheme(locked_client):
     for r in (locked_client.get("/segments"), locked_client.head("/users/1")):
         assert r.status_code == 401
         assert r.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": 1, "segments": ["A"], "\\ud800": 1}',
+        b'{"id": 1, "segments": ["\\ud800"]}',
+        b'{"id": 1, "segments": ["A"], "x": "\\ud800"}',
+        b'{"id": 1, "segments": ["A"], "\\ud800": 1, "\\ud800": 2}',
+        b'{"id": 1, "segments": ["A"], "' + b"k" * 100_000 + b'": 1}',
+        b'{"id": 1, "segments": ["A"], "active_time": NaN}',
+        b'{"id": 1, "segments": ["A"], "active_time": Infinity}',
+        b'{"id": 1, "segments": ["A"], "active_time": 1' + b"0" * 5000 + b"}",
+        b'{"id": 1, "segments": ["A"], "active_time": 1e999999999}',
+    ],
+)
+def test_odd_keys_and_numbers_get_a_short_400(seeded, sql, body):
+    r = seeded.patch("/users", content=body)
+    assert r.status_code == 400, r.text
+    assert len(r.content) < 500
+    assert_nothing_changed(sql)
