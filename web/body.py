@@ -3,9 +3,9 @@
 Litestar converts bodies leniently (``"1"`` becomes ``1``), and msgspec alone stops at the
 first problem, lets a repeated key win silently and reads ``99.999999999`` as a float. So
 each body is first parsed here: UTF-8, JSON with no repeated key, every fractional number
-as the exact ``Decimal`` its text says. Then every field is checked against the handler's
-own schema, so one 400 names every problem. Litestar's lenient pass then only sees bodies
-that are already valid.
+as the exact ``Decimal`` its text says. Then msgspec checks it strictly against the
+handler's own schema; when that fails, each field is checked on its own, so one 400 names
+every problem. Litestar's lenient pass then only sees bodies that are already valid.
 """
 
 from __future__ import annotations
