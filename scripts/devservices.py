@@ -540,8 +540,25 @@ def _procfile_entries(procfile: Path) -> dict[str, str]:
     return entries
 
 
+@contextlib.contextmanager
+def _restarting(procfile: Path, processes: Sequence[str]) -> Iterator[Path]:
+    """A copy of the Procfile in which each process runs under scripts.respawn, which
+    starts it again when it dies (honcho alone would stop every other process)."""
+    entries = _procfile_entries(procfile)
+    lines = [
+        f"{name}: exec python -m scripts.respawn {name} {shlex.quote(entries[name])}"
+        for name in processes
+        if name in entries  # honcho names a missing one
+    ]
+    with tempfile.TemporaryDirectory(prefix="devservices-") as tmp:
+        path = Path(tmp) / "Procfile"
+        path.write_text("\n".join(lines) + "\n")
+        yield path
+
+
 def run(processes: Sequence[str] = DEFAULT_PROCESSES, procfile: Path = PROCFILE) -> int:
-    """Release step, then the Procfile's processes under honcho.
+    """Release step, then the Procfile's processes under honcho, each restarted when it
+    dies (scripts/respawn.py).
 
     Returns 0 when stopped by SIGINT/SIGTERM, else the failing exit code.
     """
@@ -556,9 +573,10 @@ def run(processes: Sequence[str] = DEFAULT_PROCESSES, procfile: Path = PROCFILE)
                 if code != 0 and interrupts.signum is None:
                     return code
             if interrupts.signum is None:
-                honcho = [sys.executable, "-m", "honcho", "start"]
-                command = [*honcho, "-f", str(procfile), *processes]
-                code = interrupts.run(command, env)
+                with _restarting(procfile, processes) as restarting:
+                    honcho = [sys.executable, "-m", "honcho", "start"]
+                    command = [*honcho, "-f", str(restarting), *processes]
+                    code = interrupts.run(command, env)
                 if interrupts.signum is None:
                     return code
             return 0

@@ -13,7 +13,6 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from models.db import db
 from models.settings import Settings, load_settings
 from web.auth import token_guard
-from web.body import decode_body_strictly
 from web.errors import EXCEPTION_HANDLERS
 from web.metrics import metrics, register_job_metrics
 from web.middleware import request_context
@@ -23,6 +22,7 @@ from web.routes.history import HistoryController
 from web.routes.jobs import read_job
 from web.routes.segments import SegmentController
 from web.routes.users import UserController
+from web.strict import check_request
 from workers.boot import bootstrap
 
 MAX_BODY = 1024 * 1024
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
         request_max_body_size=MAX_BODY,
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=None,  # models.logs configures logging for every process
-        before_request=decode_body_strictly,
+        before_request=check_request,
         on_startup=[size_thread_pool],
         on_shutdown=[db.close_all],
         openapi_config=OpenAPIConfig(

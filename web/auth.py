@@ -21,6 +21,9 @@ def token_guard(token: str):
         given = connection.headers.get("authorization", "").encode()
         # Constant-time: the comparison takes as long whatever prefix matches.
         if not hmac.compare_digest(given, expected):
-            raise NotAuthorizedException("missing or wrong bearer token")
+            # RFC 6750 (3): a 401 names the scheme the client must use.
+            raise NotAuthorizedException(
+                "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     return require_token

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
+import msgspec
 import peewee
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -75,11 +78,29 @@ def on_unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal error")
 
 
+def _headers_only_for_head(handler: Callable[[Request, Any], Response]):
+    """An error to a HEAD request keeps its status and headers and sends no body
+    (RFC 9110 9.3.2); Content-Length still says what a GET would have received."""
+
+    def handle(request: Request, exc: Any) -> Response:
+        response = handler(request, exc)
+        if request.method == "HEAD":
+            length = len(msgspec.json.encode(response.content))
+            response.content = b""
+            response.headers["Content-Length"] = str(length)
+        return response
+
+    return handle
+
+
 EXCEPTION_HANDLERS = {
-    HTTPException: on_http_error,
-    DomainError: on_domain_error,
-    peewee.OperationalError: on_database_unavailable,
-    peewee.InterfaceError: on_database_unavailable,
-    MaxConnectionsExceeded: on_database_unavailable,
-    Exception: on_unexpected,
+    exc_type: _headers_only_for_head(handler)
+    for exc_type, handler in {
+        HTTPException: on_http_error,
+        DomainError: on_domain_error,
+        peewee.OperationalError: on_database_unavailable,
+        peewee.InterfaceError: on_database_unavailable,
+        MaxConnectionsExceeded: on_database_unavailable,
+        Exception: on_unexpected,
+    }.items()
 }

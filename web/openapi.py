@@ -3,7 +3,9 @@
 Litestar's generator drops some msgspec constraints (patterns on list items,
 exclusiveMinimum, additionalProperties: false for forbid_unknown_fields, exact integer
 bounds), so clients and fuzzers would think invalid bodies valid. msgspec can describe
-its own types, so its schema replaces Litestar's for every body struct.
+its own types, so its schema replaces Litestar's for every body struct; the rules across
+fields that a struct checks in ``__post_init__`` are added from
+``schemas.CROSS_FIELD_SCHEMAS``.
 """
 
 from __future__ import annotations
@@ -30,4 +32,6 @@ def use_msgspec_schemas(app: Litestar) -> None:
         and obj.__name__ in components
     ]
     _, exact = msgspec.json.schema_components(structs, ref_template=REF)
+    for name, rules in schemas.CROSS_FIELD_SCHEMAS.items():
+        exact[name].update(rules)  # msgspec cannot see rules its __post_init__ checks
     components.update(exact)

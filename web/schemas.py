@@ -12,16 +12,30 @@ from litestar.openapi import ResponseSpec
 
 MAX_USER_ID = 2**63 - 1
 # (?!\n): Python's $ also matches before a final newline; "ABC\n" is not a name.
-NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$(?!\n)"
+# (?!\.\.?$): "." and ".." are path steps to every HTTP client, so no path could read them.
+NAME_PATTERN = r"^(?!\.\.?$)[A-Za-z0-9_.\-]{1,64}$(?!\n)"
 
 UserId = Annotated[int, msgspec.Meta(ge=1, le=MAX_USER_ID, description="user id, 1..2^63-1")]
 SegmentName = Annotated[
     str,
-    msgspec.Meta(pattern=NAME_PATTERN, description="1-64 characters of A-Z a-z 0-9 _ - ."),
+    msgspec.Meta(
+        pattern=NAME_PATTERN,
+        description='1-64 characters of A-Z a-z 0-9 _ - ., not "." or ".."',
+    ),
 ]
 SegmentNames = Annotated[list[SegmentName], msgspec.Meta(min_length=1, max_length=1000)]
 OptionalNames = Annotated[list[SegmentName], msgspec.Meta(max_length=1000)]
-Percent = Annotated[float, msgspec.Meta(ge=0, le=100, description="0..100, at most two decimals")]
+# web/body.py checks "decimals" on the number's exact text; multipleOf tells clients.
+Percent = Annotated[
+    float,
+    msgspec.Meta(
+        ge=0,
+        le=100,
+        description="0..100, at most two decimals",
+        extra={"decimals": 2},
+        extra_json_schema={"multipleOf": 0.01},
+    ),
+]
 ActiveTime = Annotated[int, msgspec.Meta(gt=0, le=10 * 365 * 86400, description="seconds")]
 
 
@@ -32,12 +46,10 @@ class Strict(msgspec.Struct, forbid_unknown_fields=True):
 class _HasPercent(Strict):
     auto_percent: Percent
 
-    def __post_init__(self) -> None:
-        if abs(self.auto_percent * 100 - round(self.auto_percent * 100)) > 1e-6:
-            raise ValueError("`auto_percent` allows at most two decimals")
-
     @property
     def percent(self) -> Decimal:
+        # web/body.py let through only texts with at most two decimals, so the nearest
+        # hundredth of the float is exactly the number the client wrote.
         return Decimal(self.auto_percent * 100).quantize(Decimal(1)) / 100
 
 
@@ -75,8 +87,13 @@ class SegmentChanges(Strict):
     active_time: ActiveTime | None = None
 
     def __post_init__(self) -> None:
+        broken = []
         if not self.add and not self.remove:
-            raise ValueError("at least one of `add` and `remove` must name a segment")
+            broken.append("at least one of `add` and `remove` must name a segment")
+        if self.active_time is not None and not self.add:
+            broken.append("`active_time` applies to added segments: it needs a non-empty `add`")
+        if broken:
+            raise ValueError("; ".join(broken))
 
 
 class UserSegments(msgspec.Struct):
@@ -145,4 +162,24 @@ ERRORS = {
         (413, "Request body over 1 MiB"),
         (503, "Database unavailable"),
     ]
+}
+
+
+# SegmentChanges' rules across fields as JSON Schema, for the OpenAPI document: valid
+# when `add` names a segment, or when `remove` does and there is no `active_time`.
+_NAMES_ONE = {"type": "array", "minItems": 1}
+CROSS_FIELD_SCHEMAS = {
+    "SegmentChanges": {
+        "anyOf": [
+            {"required": ["add"], "properties": {"add": _NAMES_ONE}},
+            {
+                "required": ["remove"],
+                "properties": {"remove": _NAMES_ONE},
+                "not": {
+                    "required": ["active_time"],
+                    "properties": {"active_time": {"type": "integer"}},
+                },
+            },
+        ]
+    }
 }

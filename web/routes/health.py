@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from litestar import Response, get
+from litestar import Response
 from litestar.openapi import ResponseSpec
 
 from models.db import db, fetchone
 from web.auth import PUBLIC
+from web.methods import get_and_head
 from web.schemas import Readiness
 from workers.broker import ping_broker
 
 
-@get("/health", tags=["health"], summary="Liveness", opt={PUBLIC: True})
+@get_and_head("/health", tags=["health"], summary="Liveness", opt={PUBLIC: True})
 async def health() -> dict:
     return {"status": "ok"}
 
@@ -29,7 +30,7 @@ def _database() -> None:
         fetchone("SELECT 1")
 
 
-@get(
+@get_and_head(
     "/ready",
     sync_to_thread=True,
     tags=["health"],

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get
+from litestar import Controller
 from litestar.response import Stream
 
 from models import history, users
 from models.errors import NotFound
+from web.methods import get_and_head
 from web.routes import params
 from web.schemas import ERRORS
 
@@ -22,7 +23,7 @@ def _report(user_id: int | None, y: int, m: int, filename: str) -> Stream:
 class HistoryController(Controller):
     tags = ["history"]
 
-    @get(
+    @get_and_head(
         "/users/{user_id:str}/history",
         sync_to_thread=True,
         responses=ERRORS,
@@ -36,11 +37,12 @@ class HistoryController(Controller):
         month: params.Month,
     ) -> Stream:
         uid = params.user_id(user_id)
+        y, m = params.year(year), params.month(month)
         if not users.user_exists(uid):
             raise NotFound.user(uid)
-        return _report(uid, year, month, f"history-user-{uid}")
+        return _report(uid, y, m, f"history-user-{uid}")
 
-    @get(
+    @get_and_head(
         "/history",
         sync_to_thread=True,
         responses=ERRORS,
@@ -48,4 +50,4 @@ class HistoryController(Controller):
         summary="Everyone's membership history as CSV",
     )
     def all_history(self, year: params.Year, month: params.Month) -> Stream:
-        return _report(None, year, month, "history")
+        return _report(None, params.year(year), params.month(month), "history")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from litestar import get
-
 from models import jobs
 from models.errors import NotFound
+from web.methods import get_and_head
 from web.routes import params
 from web.schemas import ERRORS, Job
 
 
-@get(
+@get_and_head(
     "/jobs/{job_id:str}",
     sync_to_thread=True,
     responses=ERRORS,

@@ -1,8 +1,10 @@
 """Path and query parameters, declared once with their OpenAPI description.
 
-Ids and names in the path are taken as strings and parsed here, so a bad one ("abc",
-"0", 2^63) gets the same clear 400 as a bad body, not a routing 404; their documented
-schema still says what is accepted. Query integers are validated by Litestar.
+Ids, names and query integers are taken as strings and parsed here, so a bad one ("abc",
+"0", 2^63, "1.0", "1e1", "+11", "011") gets the same clear 400 as a bad body, not a
+routing 404 or a lenient conversion; their documented schema still says what is
+accepted. An integer is written as JSON writes it: decimal digits, no sign, no leading
+zero, no fraction or exponent.
 """
 
 from __future__ import annotations
@@ -15,38 +17,81 @@ from litestar.params import PathParameter, QueryParameter
 from models.errors import Invalid
 from web.schemas import MAX_USER_ID, NAME_PATTERN
 
-_DIGITS = re.compile(r"[0-9]{1,19}")
+_INTEGER = re.compile(r"0|[1-9][0-9]{0,18}")  # 19 digits bound the int() of hostile input
 _NAME = re.compile(NAME_PATTERN)
-_ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_USER_ID}
 
-UserIdPath = Annotated[str, PathParameter(description="user id", schema_extra=_ID_SCHEMA)]
-JobIdPath = Annotated[str, PathParameter(description="job id", schema_extra=_ID_SCHEMA)]
+
+def _integer_schema(low: int, high: int, **extra: object) -> dict:
+    # Integers, not the floats Litestar writes for ge/le (9.223372036854776e+18).
+    return {"type": "integer", "minimum": low, "maximum": high, **extra}
+
+
+UserIdPath = Annotated[
+    str, PathParameter(description="user id", schema_extra=_integer_schema(1, MAX_USER_ID))
+]
+JobIdPath = Annotated[
+    str, PathParameter(description="job id", schema_extra=_integer_schema(1, MAX_USER_ID))
+]
 NamePath = Annotated[
     str, PathParameter(description="segment name", schema_extra={"pattern": NAME_PATTERN})
 ]
-Year = Annotated[int, QueryParameter(ge=1970, le=9999, description="UTC year")]
-Month = Annotated[int, QueryParameter(ge=1, le=12, description="UTC month, 1-12")]
-After = Annotated[int, QueryParameter(ge=0, le=MAX_USER_ID, description="last user id seen")]
-Limit = Annotated[int, QueryParameter(ge=1, le=10_000, description="page size")]
+Year = Annotated[
+    str, QueryParameter(description="UTC year", schema_extra=_integer_schema(1970, 9999))
+]
+Month = Annotated[
+    str, QueryParameter(description="UTC month, 1-12", schema_extra=_integer_schema(1, 12))
+]
+After = Annotated[
+    str,
+    QueryParameter(
+        description="last user id seen", schema_extra=_integer_schema(0, MAX_USER_ID, default=0)
+    ),
+]
+Limit = Annotated[
+    str,
+    QueryParameter(description="page size", schema_extra=_integer_schema(1, 10_000, default=1000)),
+]
 
 
-def _positive_id(what: str, raw: str) -> int:
-    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_USER_ID:
-        raise Invalid(f"{what} must be an integer from 1 to {MAX_USER_ID}", id=raw[:100])
+def integer(what: str, raw: str, low: int, high: int, key: str | None = None) -> int:
+    """``raw`` as an int in [low, high]; else a 400 whose details name it under ``key``."""
+    if not _INTEGER.fullmatch(raw) or not low <= int(raw) <= high:
+        raise Invalid(
+            f"{what} must be an integer from {low} to {high}, written without sign, "
+            "leading zeros, fraction or exponent",
+            **{key or what: raw[:100]},
+        )
     return int(raw)
 
 
 def user_id(raw: str) -> int:
-    return _positive_id("user id", raw)
+    return integer("user id", raw, 1, MAX_USER_ID, key="id")
 
 
 def job_id(raw: str) -> int:
-    return _positive_id("job id", raw)
+    return integer("job id", raw, 1, MAX_USER_ID, key="id")
+
+
+def year(raw: str) -> int:
+    return integer("year", raw, 1970, 9999)
+
+
+def month(raw: str) -> int:
+    return integer("month", raw, 1, 12)
+
+
+def after(raw: str) -> int:
+    return integer("after", raw, 0, MAX_USER_ID)
+
+
+def limit(raw: str) -> int:
+    return integer("limit", raw, 1, 10_000)
 
 
 def segment_name(raw: str) -> str:
     if not _NAME.match(raw):
         raise Invalid(
-            "segment name must be 1-64 characters of A-Z a-z 0-9 _ - .", segment=raw[:100]
+            'segment name must be 1-64 characters of A-Z a-z 0-9 _ - ., not "." or ".."',
+            segment=raw[:100],
         )
     return raw

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, delete, patch, post
 from litestar.params import JSONBody
 
 from models import segments
 from models.segments import SegmentView
+from web.methods import get_and_head, options_handler
 from web.routes import params
 from web.schemas import (
     ERRORS,
@@ -41,6 +42,7 @@ def _started(view: SegmentView) -> Segment:
 class SegmentController(Controller):
     path = "/segments"
     tags = ["segments"]
+    options = options_handler()
 
     @post("/", status_code=201, sync_to_thread=True, responses=ERRORS, summary="Create a segment")
     def create(self, data: JSONBody[SegmentCreate]) -> Segment:
@@ -56,15 +58,17 @@ class SegmentController(Controller):
     def change_percent(self, data: JSONBody[SegmentPercent]) -> Segment:
         return _started(segments.change_percent(data.segment, data.percent))
 
-    @get("/", sync_to_thread=True, responses=ERRORS, summary="Live segments with member counts")
+    @get_and_head(
+        "/", sync_to_thread=True, responses=ERRORS, summary="Live segments with member counts"
+    )
     def list(self) -> SegmentList:
         return SegmentList(segments=[_segment(v) for v in segments.list_segments()])
 
-    @get("/{name:str}", sync_to_thread=True, responses=ERRORS, summary="One segment")
+    @get_and_head("/{name:str}", sync_to_thread=True, responses=ERRORS, summary="One segment")
     def read(self, name: params.NamePath) -> Segment:
         return _segment(segments.get_segment(params.segment_name(name)))
 
-    @get(
+    @get_and_head(
         "/{name:str}/users",
         sync_to_thread=True,
         responses=ERRORS,
@@ -73,11 +77,12 @@ class SegmentController(Controller):
     def members(
         self,
         name: params.NamePath,
-        after: params.After = 0,
-        limit: params.Limit = 1000,
+        after: params.After = "0",
+        limit: params.Limit = "1000",
     ) -> SegmentMembers:
         """Keyset pagination: pass the previous page's next_after as after."""
-        ids = segments.segment_members(params.segment_name(name), after, limit)
+        size = params.limit(limit)
+        ids = segments.segment_members(params.segment_name(name), params.after(after), size)
         return SegmentMembers(
-            segment=name, users=ids, next_after=ids[-1] if len(ids) == limit else None
+            segment=name, users=ids, next_after=ids[-1] if len(ids) == size else None
         )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, delete, patch, post
 from litestar.params import JSONBody
 
 from models import memberships, users
 from models.errors import NotFound
+from web.methods import get_and_head, options_handler
 from web.routes import params
 from web.schemas import (
     ERRORS,
@@ -22,6 +23,7 @@ from web.schemas import (
 class UserController(Controller):
     path = "/users"
     tags = ["users"]
+    options = options_handler()
 
     @post("/", status_code=201, sync_to_thread=True, responses=ERRORS, summary="Create a user")
     def create(self, data: JSONBody[UserCreate]) -> UserSegments:
@@ -48,7 +50,9 @@ class UserController(Controller):
         change = memberships.change_memberships(data.id, remove=data.segments)
         return UserSegments(id=data.id, segments=change.removed)
 
-    @get("/{user_id:str}", sync_to_thread=True, responses=ERRORS, summary="A user's live segments")
+    @get_and_head(
+        "/{user_id:str}", sync_to_thread=True, responses=ERRORS, summary="A user's live segments"
+    )
     def read(self, user_id: params.UserIdPath) -> UserSegments:
         uid = params.user_id(user_id)
         names = memberships.user_segments(uid)

@@ -1,0 +1,58 @@
+"""HEAD wherever GET, and a true Allow header.
+
+RFC 9110 (9.3.2): a server answers HEAD wherever it answers GET, with the same status and
+headers and no body. Litestar routes HEAD only to handlers that declare it, and its own
+OPTIONS answer lists the methods of just one handler when several serve a path; both are
+put right here.
+"""
+
+from __future__ import annotations
+
+from litestar import HttpMethod, Request, Response, route
+from litestar.handlers import HTTPRouteHandler
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def _without_body_for_head(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") != "HEAD":
+            await app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body"):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await app(scope, receive, send_headers_only)
+
+    return middleware
+
+
+def get_and_head(path: str, **kwargs: object) -> HTTPRouteHandler:
+    """Like ``@get``, and HEAD runs the same handler (its headers, Content-Length of
+    the GET body included) and sends no body."""
+    return route(
+        path,
+        http_method=[HttpMethod.GET, HttpMethod.HEAD],
+        middleware=[_without_body_for_head],
+        **kwargs,
+    )
+
+
+def allow(request: Request) -> Response:
+    """204 with every method the request's path answers (for an OPTIONS handler)."""
+    path = request.scope["path"].rstrip("/") or "/"
+    methods = request.app.route_handler_method_map.get(path, {}).keys()
+    return Response(None, status_code=204, headers={"Allow": ", ".join(sorted(methods))})
+
+
+def options_handler() -> HTTPRouteHandler:
+    """An explicit OPTIONS handler for a controller's root path."""
+
+    async def options(self: object, request: Request) -> Response:
+        return allow(request)
+
+    return route("/", http_method=HttpMethod.OPTIONS, include_in_schema=False)(options)
