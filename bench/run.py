@@ -601,14 +601,17 @@ class Bench:
         return seg
 
     def sweep(self, seg: int, k: int) -> dict:
-        os.environ.update({key: self.env[key] for key in ("DATABASE_DSN", "QUEUE_NAMESPACE")})
-        from workers.actors import sweep_expired
+        from models.settings import load_settings
+        from workers.actors import send
+        from workers.boot import bootstrap
+
+        bootstrap(load_settings({**os.environ, **self.env}))
 
         conn = connect(self.dsn)
         first = None
         with conn.cursor() as cur:
             t0 = time.perf_counter()
-            sweep_expired.send()
+            send("sweep_expired")
             while True:
                 cur.execute("SELECT count(*) FROM memberships WHERE segment_id = %s", (seg,))
                 left = cur.fetchone()[0]

@@ -73,13 +73,13 @@ def test_a_dead_process_is_restarted_and_the_rest_keeps_running(make_run):
     wait_for(lambda: find(tree, "-m", "workers.scheduler"), 30, "the scheduler")
 
     # The case: a killed worker. web keeps serving, the worker comes back.
-    workers = wait_for(lambda: find(tree, "workers.actors"), 30, "the worker")
+    workers = wait_for(lambda: find(tree, "workers.boot:boot_worker"), 30, "the worker")
     old = {p.pid for p in workers}
     for p in workers:
         p.kill()
     wait_for(lambda: "respawn: worker exited with code" in output(), 20, "the restart line")
     assert health(url)
-    wait_for(lambda: {p.pid for p in find(tree, "workers.actors")} - old, 30, "a new worker")
+    wait_for(lambda: {p.pid for p in find(tree, "workers.boot:boot_worker")} - old, 30, "a new worker")
 
     # A killed web process comes back on the same port.
     [web] = find(tree, "-m", "web")

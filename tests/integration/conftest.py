@@ -21,3 +21,10 @@ def client(app_client: TestClient, clean_db: None) -> TestClient:
     messages go to the StubBroker (tests/integration/jobs.py runs them)."""
     STUB_BROKER.flush_all()
     return app_client
+
+
+@pytest.fixture
+def locked_client(clean_db: None, app_with) -> Iterator[TestClient]:
+    """The app with API_TOKEN=s3cret-token."""
+    with TestClient(app=app_with(api_token="s3cret-token")) as client:
+        yield client

@@ -3,14 +3,10 @@ path integers, methods, and what the CSV hands a spreadsheet."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 
 import pytest
-from litestar.testing import TestClient
 
-from models.settings import load_settings
-from web.app import create_app
 from web.schemas import NAME_PATTERN
 
 
@@ -244,13 +240,6 @@ def test_options_lists_every_method_of_the_path(client, path, methods):
     assert allowed(r) == methods
     # A 405 on the same path names the same methods.
     assert allowed(client.put(path)) == methods
-
-
-@pytest.fixture
-def locked_client(clean_db):
-    settings = dataclasses.replace(load_settings(), api_token="s3cret-token")
-    with TestClient(app=create_app(settings)) as client:
-        yield client
 
 
 def test_a_401_names_the_bearer_scheme(locked_client):

@@ -8,9 +8,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
+from tests.conftest import STUB_BROKER
 from web.app import create_app
 
-schema = schemathesis.openapi.from_asgi("/docs/openapi.json", create_app())
+schema = schemathesis.openapi.from_asgi("/docs/openapi.json", create_app(broker=STUB_BROKER))
 
 
 @pytest.fixture(scope="module", autouse=True)

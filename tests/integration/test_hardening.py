@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import pytest
 from litestar.testing import TestClient
-
-from models.settings import load_settings
-from web.app import create_app
 
 
 @pytest.fixture
@@ -82,13 +78,6 @@ def test_hostile_paths_and_queries(seeded, path):
         assert r.json()["status"] == r.status_code
 
 
-@pytest.fixture
-def locked_client(clean_db):
-    settings = dataclasses.replace(load_settings(), api_token="s3cret-token")
-    with TestClient(app=create_app(settings)) as client:
-        yield client
-
-
 def test_token_required_everywhere_but_health_and_ready(locked_client, caplog):
     c = locked_client
     assert c.get("/health").status_code == 200
@@ -114,29 +103,19 @@ def test_token_required_everywhere_but_health_and_ready(locked_client, caplog):
     assert "s3cret-token" not in caplog.text
 
 
-def test_open_mode_is_announced(caplog):
+def test_open_mode_is_announced(app_with, caplog):
     with caplog.at_level(logging.WARNING):
-        create_app(dataclasses.replace(load_settings(), api_token=None))
+        app_with(api_token=None)
     assert "API_TOKEN not set" in caplog.text
 
 
-@pytest.fixture
-def restore_db():
-    """create_app re-initialises the process-wide pool; put the test one back after."""
-    yield
-    from models.db import init_db
-
-    init_db(load_settings())
-
-
-def test_password_never_reaches_a_client_or_the_log(clean_db, restore_db, caplog):
-    settings = dataclasses.replace(
-        load_settings(),
+def test_password_never_reaches_a_client_or_the_log(clean_db, app_with, caplog):
+    app = app_with(
         database_dsn="host=127.0.0.1 port=1 user=nobody dbname=x",
         database_password="hunter2-secret",
         db_pool_timeout=0.5,
     )
-    with TestClient(app=create_app(settings)) as c:
+    with TestClient(app=app) as c:
         r = c.get("/users/1")
         assert r.status_code == 503
         ready = c.get("/ready")

@@ -7,12 +7,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import dramatiq
 import fakeredis
 import pytest
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 
-from workers.actors import enqueue_job, run_job
+from models.settings import active
+from workers.actors import enqueue_job
+from workers.boot import bootstrap
 
 # dramatiq's RedisBroker enqueues through a Lua script; fakeredis runs Lua only with lupa
 # (the fakeredis[lua] extra).
@@ -20,15 +23,14 @@ pytest.importorskip("lupa", reason="fakeredis needs lupa (fakeredis[lua]) to run
 
 
 @contextmanager
-def _point_actor_at(broker: RedisBroker) -> Iterator[RedisBroker]:
-    """Send run_job's messages to ``broker`` for the block, then give it back its own."""
-    original = run_job.broker
-    broker.declare_actor(run_job)
-    run_job.broker = broker
+def _booted_with(broker: RedisBroker) -> Iterator[RedisBroker]:
+    """Boot the process with ``broker`` for the block, then with the one it had."""
+    before = dramatiq.get_broker()
+    bootstrap(active(), broker)
     try:
         yield broker
     finally:
-        run_job.broker = original
+        bootstrap(active(), before)
 
 
 def _dead() -> RedisBroker:
@@ -38,13 +40,13 @@ def _dead() -> RedisBroker:
 
 @pytest.fixture
 def fake_broker() -> Iterator[RedisBroker]:
-    with _point_actor_at(RedisBroker(client=fakeredis.FakeRedis())) as broker:
+    with _booted_with(RedisBroker(client=fakeredis.FakeRedis())) as broker:
         yield broker
 
 
 @pytest.fixture
 def dead_broker() -> Iterator[RedisBroker]:
-    with _point_actor_at(_dead()) as broker:
+    with _booted_with(_dead()) as broker:
         yield broker
 
 
@@ -74,16 +76,6 @@ def test_enqueue_job_each_call_is_its_own_message(fake_broker):
     assert [list(m.args) for m in _queued(fake_broker, "jobs")] == [[1], [2], [1]]
 
 
-def test_pointing_the_actor_elsewhere_is_undone():
-    import workers.broker
-
-    assert run_job.broker is workers.broker.broker
-    fake = RedisBroker(client=fakeredis.FakeRedis())
-    with _point_actor_at(fake):
-        assert run_job.broker is fake
-    assert run_job.broker is workers.broker.broker
-
-
 def test_enqueue_job_returns_false_when_redis_is_unreachable(dead_broker):
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
@@ -100,7 +92,7 @@ def test_enqueue_job_returns_false_when_redis_is_unreachable(dead_broker):
 
 
 def test_enqueue_job_works_again_after_a_failed_send(fake_broker):
-    with _point_actor_at(_dead()):
+    with _booted_with(_dead()):
         assert enqueue_job(9) is False
     assert enqueue_job(9) is True
     assert [list(m.args) for m in _queued(fake_broker, "jobs")] == [[9]]
