@@ -97,7 +97,7 @@ def _number(
     if not math.isfinite(value):
         raise ConfigError(f"{name}={raw!r}: expected a finite number")
     if not low <= value <= high:
-        raise ConfigError(f"{name}={raw!r}: must be from {low:,g} to {high:,g}")
+        raise ConfigError(f"{name}={raw!r}: must be from {low:g} to {high:,.0f}")
     return value
 
 

@@ -79,7 +79,8 @@ def test_a_dead_process_is_restarted_and_the_rest_keeps_running(make_run):
         p.kill()
     wait_for(lambda: "respawn: worker exited with code" in output(), 20, "the restart line")
     assert health(url)
-    wait_for(lambda: {p.pid for p in find(tree, "workers.boot:boot_worker")} - old, 30, "a new worker")
+    new = lambda: {p.pid for p in find(tree, "workers.boot:boot_worker")} - old  # noqa: E731
+    wait_for(new, 30, "a new worker")
 
     # A killed web process comes back on the same port.
     [web] = find(tree, "-m", "web")
