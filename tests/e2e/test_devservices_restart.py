@@ -12,7 +12,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e.conftest import BIN, ROOT, free_port, wait_for
+from scripts.procs import BIN, ROOT, free_port
+from tests.e2e.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 

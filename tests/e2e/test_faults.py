@@ -174,7 +174,7 @@ def test_web_sigterm_lets_in_flight_requests_finish(stack, sql):
     t = threading.Thread(target=download)
     t.start()
     assert streaming.wait(30)
-    web = stack.procs["web"]
+    web = stack.procs["web"].popen
     web.send_signal(signal.SIGTERM)
     t.join(60)
     assert results == {"status": 200, "lines": 300001}
@@ -186,7 +186,7 @@ def test_web_sigterm_lets_in_flight_requests_finish(stack, sql):
 
 
 def test_sigterm_on_idle_web_exits_cleanly(web_only):
-    web = web_only.procs["web"]
+    web = web_only.procs["web"].popen
     web.send_signal(signal.SIGTERM)
     assert web.wait(20) in (0, -signal.SIGTERM)
 
