@@ -21,17 +21,5 @@ def read_job(job_id: params.JobIdPath) -> Job:
     job = jobs.get_job(jid)
     if job is None:
         raise NotFound(f"job {jid} not found", id=jid)
-    return Job(
-        id=job.id,
-        kind=job.kind,
-        segment_id=job.segment_id,
-        state=job.state,
-        done=job.done,
-        total=job.total,
-        error=job.error,
-        attempts=job.attempts,
-        params=job.params,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-    )
+    # The response's fields are the row's columns of the same names.
+    return Job(**{field: getattr(job, field) for field in Job.__struct_fields__})
