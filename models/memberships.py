@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from peewee import SQL
@@ -35,6 +36,14 @@ _END = """
              THEN 'segment_deleted' ELSE 'ttl' END AS reason,
         LEAST(m.expires_at, s.deleted_at) AS at, true AS event
 """
+
+
+@dataclass(frozen=True)
+class MembershipView:
+    segment: str
+    source: str
+    added_at: datetime
+    expires_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,23 @@ def user_segments(user_id: int) -> list[str] | None:
         (user_id,),
     )
     return None if row is None else row[0]
+
+
+@read_only
+def user_memberships(user_id: int) -> list[MembershipView] | None:
+    """The user's live memberships with their source and times, by segment name;
+    ``None`` for an unknown user."""
+    if not User.select().where(User.id == user_id).exists():
+        return None
+    query = (
+        Membership.select(
+            Segment.name, Membership.source, Membership.added_at, Membership.expires_at
+        )
+        .join(Segment)
+        .where(Membership.user == user_id, LIVE_EXPR)
+        .order_by(Segment.name)
+    )
+    return [MembershipView(*row) for row in query.tuples()]
 
 
 def _lock_user(user_id: int) -> None:

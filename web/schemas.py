@@ -101,6 +101,18 @@ class UserSegments(msgspec.Struct):
     segments: list[str]
 
 
+class MembershipDetail(msgspec.Struct):
+    segment: str
+    source: str
+    added_at: datetime
+    expires_at: datetime | None
+
+
+class UserMemberships(msgspec.Struct):
+    id: int
+    memberships: list[MembershipDetail]
+
+
 class SegmentChangesResult(msgspec.Struct):
     id: int
     added: list[str]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, delete, patch, post
 from litestar.params import JSONBody
+from litestar.response import Stream
 
 from models import segments
 from models.segments import SegmentView
@@ -67,6 +68,22 @@ class SegmentController(Controller):
     @get_and_head("/{name:str}", sync_to_thread=True, responses=ERRORS, summary="One segment")
     def read(self, name: params.NamePath) -> Segment:
         return _segment(segments.get_segment(params.segment_name(name)))
+
+    @get_and_head(
+        "/{name:str}/users.csv",
+        sync_to_thread=True,
+        responses=ERRORS,
+        media_type="text/csv",
+        summary="A segment's live members as CSV (user_id;source;added_at;expires_at)",
+    )
+    def export(self, name: params.NamePath) -> Stream:
+        """Streamed by user id in batches: flat memory whatever the segment's size."""
+        name = params.segment_name(name)
+        return Stream(
+            segments.members_csv(name),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="segment-{name}-users.csv"'},
+        )
 
     @get_and_head(
         "/{name:str}/users",

@@ -11,9 +11,11 @@ from web.methods import get_and_head, options_handler
 from web.routes import params
 from web.schemas import (
     ERRORS,
+    MembershipDetail,
     SegmentChanges,
     SegmentChangesResult,
     UserCreate,
+    UserMemberships,
     UserSegments,
     UserSegmentsAdd,
     UserSegmentsRemove,
@@ -59,6 +61,19 @@ class UserController(Controller):
         if names is None:
             raise NotFound.user(uid)
         return UserSegments(id=uid, segments=names)
+
+    @get_and_head(
+        "/{user_id:str}/memberships",
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="A user's live memberships with source, added and expiry times",
+    )
+    def memberships(self, user_id: params.UserIdPath) -> UserMemberships:
+        uid = params.user_id(user_id)
+        found = memberships.user_memberships(uid)
+        if found is None:
+            raise NotFound.user(uid)
+        return UserMemberships(id=uid, memberships=[MembershipDetail(**vars(m)) for m in found])
 
     @post(
         "/{user_id:str}/segments",
