@@ -8,13 +8,16 @@ from typing import NamedTuple
 from models.db import db
 from models.events import change_with_events
 from models.memberships import remove_ended
-from models.tables import Operation, Reason
+from models.tables import Job, Operation, Reason
 
 
 class BatchResult(NamedTuple):
     checkpoint: int  # the job resumes after this id
     done: int  # units of work done, for progress
     finished: bool
+    phase: int = 0  # the pass the job continues in
+    counts: dict[str, int] | None = None  # added to the job's result
+    unknown: list[int] | None = None  # ids a batch did not find, for the result's sample
 
 
 # The segment row is share-locked for the batch: a percent change or delete waits for
@@ -34,10 +37,11 @@ def _progress(rows: list[tuple], after: int, size: int) -> BatchResult:
     return BatchResult(last, scanned, scanned < size)
 
 
-def assign_batch(segment_id: int, params: dict, after: int, size: int) -> BatchResult:
+def assign_batch(job: Job, size: int) -> BatchResult:
     """Add the next ``size`` users (by id) whose bucket is in [low, high), unless removed
     by hand; one add event per new membership."""
-    args = {"segment": segment_id, "after": after, "size": size, **params}
+    after = job.checkpoint
+    args = {"segment": job.segment_id, "after": after, "size": size, **job.params}
     # Share-lock the batch's users: a manual change of one of them (which holds its user
     # row exclusively) either committed before, so its opt-out is seen below, or waits.
     db.execute_sql(
@@ -75,7 +79,7 @@ def assign_batch(segment_id: int, params: dict, after: int, size: int) -> BatchR
     return _progress(rows, after, size)
 
 
-def shrink_batch(segment_id: int, params: dict, after: int, size: int) -> BatchResult:
+def shrink_batch(job: Job, size: int) -> BatchResult:
     """Remove the next ``size`` members' auto memberships whose bucket is at or above the
     new threshold; manual members stay."""
     rows = change_with_events(
@@ -85,11 +89,11 @@ def shrink_batch(segment_id: int, params: dict, after: int, size: int) -> BatchR
            RETURNING m.user_id, m.segment_id, %(reason)s AS reason,
                      clock_timestamp() AS at, true AS event""",
         {
-            "segment": segment_id,
-            "after": after,
+            "segment": job.segment_id,
+            "after": job.checkpoint,
             "size": size,
             "reason": Reason.PERCENT_CHANGE.value,
-            **params,
+            **job.params,
         },
         Operation.REMOVE,
         before=_SEGMENT
@@ -98,13 +102,13 @@ def shrink_batch(segment_id: int, params: dict, after: int, size: int) -> BatchR
                        ORDER BY user_id LIMIT %(size)s), """,
         result=_PROGRESS.format(key="user_id"),
     )
-    return _progress(rows, after, size)
+    return _progress(rows, job.checkpoint, size)
 
 
-def cleanup_batch(segment_id: int, params: dict, after: int, size: int) -> BatchResult:
+def cleanup_batch(job: Job, size: int) -> BatchResult:
     """Remove up to ``size`` memberships of a deleted segment, each with the event its
     end deserves (segment_deleted at the deletion, or ttl if it had expired before)."""
-    args = {"segment": segment_id, "size": size}
+    args = {"segment": job.segment_id, "size": size}
     # FOR UPDATE, not SKIP LOCKED: a row another transaction holds (a sweep) is waited
     # for, then either gone or ours; done means none is left, not a short batch.
     removed = remove_ended(
@@ -116,4 +120,4 @@ def cleanup_batch(segment_id: int, params: dict, after: int, size: int) -> Batch
     left = db.execute_sql(
         "SELECT EXISTS (SELECT 1 FROM memberships WHERE segment_id = %(segment)s)", args
     ).fetchone()[0]
-    return BatchResult(after, removed, not left)
+    return BatchResult(job.checkpoint, removed, not left)

@@ -14,21 +14,24 @@ from typing import Any
 
 from peewee import SQL, Case, fn
 
-from models import job_batches
+from models import imports, job_batches
 from models.db import read_only, unit_of_work
 from models.job_batches import BatchResult
-from models.tables import Job, JobKind, JobState, Membership, User
+from models.tables import ImportStaging, Job, JobKind, JobState, Membership, User
 
 # The one retry budget: a job fails for good after this many claims. The actor's own
 # Dramatiq retries are derived from it (workers/actors.py).
 MAX_ATTEMPTS = 5
 
-Batch = Callable[[int, dict, int, int], BatchResult]
+# One batch of a job: (the job's row, locked; batch size) -> what it did.
+Batch = Callable[[Job, int], BatchResult]
 BATCHES: dict[JobKind, Batch] = {
     JobKind.ASSIGN_AUTO: job_batches.assign_batch,
     JobKind.SHRINK_AUTO: job_batches.shrink_batch,
     JobKind.CLEANUP_SEGMENT: job_batches.cleanup_batch,
+    JobKind.IMPORT: imports.import_batch,
 }
+SAMPLE = 100  # unknown ids a job's result keeps
 UNFINISHED = (JobState.QUEUED, JobState.RUNNING)
 
 
@@ -38,10 +41,14 @@ class JobStats:
     queue_lag_seconds: float
 
 
-def _total(kind: JobKind, segment_id: int):
+def _total(kind: JobKind, segment_id: int, job_id: int):
     """How much work the job has, as a subquery evaluated when it is first claimed."""
     if kind is JobKind.ASSIGN_AUTO:
         return User.select(fn.COUNT(SQL("*")))
+    if kind is JobKind.IMPORT:  # normally counted when the upload commits
+        return ImportStaging.select(fn.COUNT(ImportStaging.user.distinct())).where(
+            ImportStaging.job == job_id
+        )
     return Membership.select(fn.COUNT(SQL("*"))).where(Membership.segment == segment_id)
 
 
@@ -82,7 +89,7 @@ def claim_job(job_id: int, owner: str, lease_seconds: int) -> bool:
         return False
     (job,) = claimed
     if job.total is None:
-        total = _total(JobKind(job.kind), job.segment_id)
+        total = _total(JobKind(job.kind), job.segment_id, job_id)
         Job.update(total=total).where(Job.id == job_id).execute()
     return True
 
@@ -99,15 +106,20 @@ def advance_job(job_id: int, owner: str, batch_size: int, lease_seconds: int) ->
     )
     if job is None:
         return None
-    batch = BATCHES[JobKind(job.kind)](job.segment_id, job.params, job.checkpoint, batch_size)
+    batch = BATCHES[JobKind(job.kind)](job, batch_size)
     done = job.done + batch.done
     changes: dict[str, Any] = {
         "checkpoint": batch.checkpoint,
+        "phase": batch.phase,
         "done": done,
         "lease_until": _lease(lease_seconds),
         "updated_at": fn.now(),
     }
+    if batch.counts is not None:
+        changes["result"] = _add_counts(job.result, batch)
     if batch.finished:
+        # An import's staged ids are no longer needed (no-op for other kinds).
+        ImportStaging.delete().where(ImportStaging.job == job_id).execute()
         changes |= {
             "state": JobState.DONE.value,
             "finished_at": fn.now(),
@@ -117,6 +129,16 @@ def advance_job(job_id: int, owner: str, batch_size: int, lease_seconds: int) ->
         }
     Job.update(changes).where(Job.id == job_id).execute()
     return batch.finished
+
+
+def _add_counts(result: dict | None, batch: BatchResult) -> dict:
+    """The job's result with a batch's counts added (the row is locked by the caller)."""
+    result = dict(result or {})
+    for name, n in (batch.counts or {}).items():
+        result[name] = result.get(name, 0) + n
+    sample = result.get("unknown_sample", [])
+    result["unknown_sample"] = (sample + (batch.unknown or []))[:SAMPLE]
+    return result
 
 
 @unit_of_work
@@ -137,7 +159,11 @@ def release_job(job_id: int, owner: str, error: str) -> str:
         .returning(Job.state)
         .execute()
     )
-    return released[0].state if released else "lost"
+    if not released:
+        return "lost"
+    if released[0].state == JobState.FAILED:
+        ImportStaging.delete().where(ImportStaging.job == job_id).execute()
+    return released[0].state
 
 
 @unit_of_work

@@ -21,6 +21,7 @@ class Source(StrEnum):
 
     MANUAL = "manual"
     AUTO = "auto"
+    IMPORT = "import"
 
 
 class Operation(StrEnum):
@@ -34,12 +35,14 @@ class Reason(StrEnum):
     TTL = "ttl"
     SEGMENT_DELETED = "segment_deleted"
     PERCENT_CHANGE = "percent_change"
+    IMPORT = "import"
 
 
 class JobKind(StrEnum):
     ASSIGN_AUTO = "assign_auto"
     SHRINK_AUTO = "shrink_auto"
     CLEANUP_SEGMENT = "cleanup_segment"
+    IMPORT = "import"
 
 
 class JobState(StrEnum):
@@ -116,6 +119,8 @@ class Job(BaseModel):
     done = pw.BigIntegerField()
     total = pw.BigIntegerField(null=True)
     checkpoint = pw.BigIntegerField()
+    phase = pw.SmallIntegerField()  # a job of several passes: which one it is in
+    result = BinaryJSONField(null=True)  # counts a finished job reports (imports)
     error = pw.TextField(null=True)
     attempts = pw.IntegerField()
     lease_owner = pw.TextField(null=True)
@@ -127,3 +132,26 @@ class Job(BaseModel):
 
     class Meta:
         table_name = "jobs"
+
+
+class ImportStaging(BaseModel):
+    """The ids of an upload, until its import job ends."""
+
+    job = pw.ForeignKeyField(Job, column_name="job_id")
+    user = pw.BigIntegerField(column_name="user_id")
+
+    class Meta:
+        table_name = "import_staging"
+        primary_key = False
+
+
+class ImportKey(BaseModel):
+    """An upload's Idempotency-Key: a repeat of the same body gets the same job."""
+
+    key = pw.TextField(primary_key=True)
+    body_sha256 = pw.TextField()
+    job = pw.ForeignKeyField(Job, column_name="job_id")
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        table_name = "import_keys"

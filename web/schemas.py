@@ -150,6 +150,13 @@ class Job(msgspec.Struct):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    result: dict | None  # an import's counts: added, removed, unchanged, unknown_users
+
+
+class ImportAccepted(msgspec.Struct):
+    job_id: int
+    segment: str
+    ids: int  # distinct ids in the list
 
 
 class Error(msgspec.Struct):

@@ -53,6 +53,43 @@ Limit = Annotated[
 ]
 
 
+Action = Annotated[
+    str,
+    QueryParameter(
+        description="add the listed users, or remove them",
+        schema_extra={"enum": ["add", "remove"], "default": "add"},
+    ),
+]
+ActiveTime = Annotated[
+    str | None,
+    QueryParameter(
+        description="seconds until the added memberships expire (action=add only)",
+        schema_extra=_integer_schema(1, 10 * 365 * 86400),
+    ),
+]
+Mode = Annotated[
+    str,
+    QueryParameter(
+        description="merge: change only the listed users; replace: the list becomes the "
+        "segment's whole set of manual/import members (auto members stay)",
+        schema_extra={"enum": ["merge", "replace"], "default": "merge"},
+    ),
+]
+CreateUsers = Annotated[
+    str,
+    QueryParameter(
+        description="create unknown users (with their auto segments) instead of skipping them",
+        schema_extra={"enum": ["true", "false"], "default": "false"},
+    ),
+]
+
+
+def choice(what: str, raw: str, allowed: tuple[str, ...]) -> str:
+    if raw not in allowed:
+        raise Invalid(f"{what} must be one of: {', '.join(allowed)}", **{what: raw[:100]})
+    return raw
+
+
 def integer(what: str, raw: str, low: int, high: int, key: str | None = None) -> int:
     """``raw`` as an int in [low, high]; else a 400 whose details name it under ``key``."""
     if not _INTEGER.fullmatch(raw) or not low <= int(raw) <= high:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from litestar import Controller, delete, patch, post
+from anyio import to_thread
+from litestar import Controller, Request, Response, delete, patch, post
+from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import Stream
 
 from models import segments
+from models.errors import Invalid
+from models.imports import Action, IdempotencyMismatch, ImportOptions, Mode
 from models.segments import SegmentView
+from web import uploads
+from web.errors import error_response
 from web.methods import get_and_head, options_handler
 from web.routes import params
 from web.schemas import (
     ERRORS,
+    Error,
+    ImportAccepted,
     Segment,
     SegmentCreate,
     SegmentList,
@@ -20,6 +28,22 @@ from web.schemas import (
     SegmentRef,
 )
 from workers.actors import enqueue_job
+
+
+def _import_options(action: str, active_time: str | None, mode: str, create: str):
+    options = ImportOptions(
+        action=Action(params.choice("action", action, ("add", "remove"))),
+        active_time=None
+        if active_time is None
+        else params.integer("active_time", active_time, 1, 10 * 365 * 86400),
+        mode=Mode(params.choice("mode", mode, ("merge", "replace"))),
+        create_users=params.choice("create_users", create, ("true", "false")) == "true",
+    )
+    if options.action is Action.REMOVE and options.active_time is not None:
+        raise Invalid("active_time applies to action=add only")
+    if options.action is Action.REMOVE and options.mode is Mode.REPLACE:
+        raise Invalid("mode=replace applies to action=add only")
+    return options
 
 
 def _segment(view: SegmentView) -> Segment:
@@ -68,6 +92,47 @@ class SegmentController(Controller):
     @get_and_head("/{name:str}", sync_to_thread=True, responses=ERRORS, summary="One segment")
     def read(self, name: params.NamePath) -> Segment:
         return _segment(segments.get_segment(params.segment_name(name)))
+
+    @post(
+        "/{name:str}/users",
+        status_code=202,
+        request_max_body_size=uploads.IMPORT_MAX_BODY,
+        responses={
+            **ERRORS,
+            413: ResponseSpec(Error, description="Body over 64 MiB"),
+            415: ResponseSpec(Error, description="Not text/csv, text/plain or JSON"),
+            422: ResponseSpec(Error, description="Idempotency-Key reused with another body"),
+        },
+        summary="Import a list of user ids into the segment (a job)",
+    )
+    async def import_users(
+        self,
+        request: Request,
+        name: params.NamePath,
+        action: params.Action = "add",
+        active_time: params.ActiveTime = None,
+        mode: params.Mode = "merge",
+        create_users: params.CreateUsers = "false",
+    ) -> Response[ImportAccepted]:
+        """One id per line (text/csv, text/plain) or JSON {"ids": [...]}, up to 64 MiB,
+        streamed into the database. 202 with the job; a repeated Idempotency-Key with the
+        same body answers 200 with the original job and starts nothing."""
+        options = _import_options(action, active_time, mode, create_users)
+        key = uploads.idempotency_key(request.headers.get("idempotency-key"))
+        try:
+            started = await uploads.receive(request, params.segment_name(name), options, key)
+        except uploads.UnsupportedMedia as exc:
+            return error_response(
+                415,
+                f"unsupported content type {exc.media!r}: send "
+                "text/csv, text/plain or application/json",
+            )
+        except IdempotencyMismatch:
+            return error_response(422, "this Idempotency-Key was used with another body")
+        if not started.replayed:
+            await to_thread.run_sync(enqueue_job, started.job_id)
+        body = ImportAccepted(job_id=started.job_id, segment=name, ids=started.ids)
+        return Response(body, status_code=200 if started.replayed else 202)
 
     @get_and_head(
         "/{name:str}/users.csv",
