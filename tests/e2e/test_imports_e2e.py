@@ -1,0 +1,84 @@
+"""Imports on the real processes, racing manual changes, a percent change and each other;
+and a worker killed in the middle of one."""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from models.verify import verify
+from tests.e2e.conftest import wait_for
+
+pytestmark = pytest.mark.e2e
+CSV = {"content-type": "text/csv"}
+
+
+def ids_body(ids) -> bytes:
+    return b"user_id\n" + b"".join(b"%d\n" % i for i in ids)
+
+
+def test_two_imports_a_percent_change_and_manual_changes_at_once(stack, sql):
+    sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 20000) g")
+    assert stack.http.post("/segments", json={"segment": "T"}).status_code == 201
+    rng = random.Random(7)
+    stop = threading.Event()
+
+    def manual() -> None:
+        with httpx.Client(base_url=stack.url, timeout=30) as c:
+            while not stop.is_set():
+                uid = rng.randint(1, 20000)
+                if rng.random() < 0.5:
+                    c.patch("/users", json={"id": uid, "segments": ["T"]})
+                else:
+                    c.request("DELETE", "/users", json={"id": uid, "segments": ["T"]})
+
+    threads = [threading.Thread(target=manual) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        first = stack.http.post("/segments/T/users", content=ids_body(range(1, 15001)), headers=CSV)
+        second = stack.http.post(
+            "/segments/T/users?mode=replace", content=ids_body(range(5001, 20001)), headers=CSV
+        )
+        percent = stack.http.patch("/segments", json={"segment": "T", "auto_percent": 30})
+        jobs = [first.json()["job_id"], second.json()["job_id"], percent.json()["job_id"]]
+        done = [stack.wait_job(j, timeout=180) for j in jobs]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert [j["state"] for j in done] == ["done"] * 3, done
+    assert done[0]["result"]["unknown_users"] == 0
+    report = verify()
+    assert report["ok"], report["violations"]
+    # Exactly one event per state change: events alternate per (user, segment), which
+    # the checker verified; and every import member's last event is an add.
+    sql.execute(
+        """SELECT count(*) FROM memberships m WHERE m.source = 'import' AND NOT EXISTS (
+               SELECT 1 FROM history h WHERE h.user_id = m.user_id
+                 AND h.segment_id = m.segment_id AND h.reason = 'import')"""
+    )
+    assert sql.fetchone()[0] == 0
+
+
+def test_import_resumes_after_its_worker_is_killed(stack, sql):
+    sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 60000) g")
+    stack.stop("worker")
+    stack.http.post("/segments", json={"segment": "K"})
+    r = stack.http.post("/segments/K/users", content=ids_body(range(1, 60001)), headers=CSV)
+    job_id = r.json()["job_id"]
+    stack.start("worker", BATCH_SIZE="500", JOB_BATCH_PAUSE_MS="20")
+    wait_for(lambda: stack.http.get(f"/jobs/{job_id}").json()["done"] > 0, 60, "progress")
+    stack.stop("worker", signal.SIGKILL)
+    time.sleep(0.5)
+    stack.start("worker")
+    job = stack.wait_job(job_id, timeout=120)
+    assert job["state"] == "done" and job["result"]["added"] == 60000, job
+    sql.execute("SELECT count(*), count(DISTINCT user_id) FROM history WHERE reason = 'import'")
+    assert sql.fetchone() == (60000, 60000)
+    assert verify()["ok"]
