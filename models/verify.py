@@ -8,6 +8,8 @@
 - Every event and membership references an existing user and segment.
 - When no job is unfinished, every auto membership of a live segment is in its bucket
   range: nobody holds an auto segment they should not.
+- An import's staged ids are gone once its job ended. (`import` memberships follow the
+  same add/remove rules as the others, so the checks above cover them.)
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ CHECKS: dict[str, str] = {
         SELECT h.id FROM history h
         WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = h.user_id)
            OR NOT EXISTS (SELECT 1 FROM segments s WHERE s.id = h.segment_id)""",
+    "staged_ids_of_an_ended_job": """
+        SELECT DISTINCT s.job_id FROM import_staging s JOIN jobs j ON j.id = s.job_id
+        WHERE j.state IN ('done', 'failed')""",
     "auto_member_outside_bucket": """
         SELECT m.user_id, m.segment_id FROM memberships m
         JOIN segments s ON s.id = m.segment_id

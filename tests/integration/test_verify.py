@@ -54,6 +54,12 @@ def test_cli_exit_code(state, sql):
             "events_out_of_order",
         ),
         ("UPDATE memberships SET source = 'auto' WHERE user_id = 4", "auto_member_outside_bucket"),
+        (
+            "WITH j AS (INSERT INTO jobs (kind, segment_id, state) SELECT 'import', id, 'done' "
+            "FROM segments LIMIT 1 RETURNING id) "
+            "INSERT INTO import_staging (job_id, user_id) SELECT id, 1 FROM j",
+            "staged_ids_of_an_ended_job",
+        ),
     ],
 )
 def test_broken_states_are_caught(state, sql, corruption, violation):
