@@ -18,13 +18,15 @@ _ID = re.compile(rb"[1-9][0-9]{0,18}")
 MAX_LINE = 64  # bytes; an id is at most 19 digits, so a longer line is not one
 
 
-def _user_id(raw: bytes, where: str) -> int:
+def _user_id(raw: bytes, unit: str, number: int) -> int:
+    """``raw`` as a user id; else a 400 naming the line (or item) ``number``."""
     if _ID.fullmatch(raw) and int(raw) <= MAX_USER_ID:
         return int(raw)
     shown = raw[:40].decode("ascii", "replace")
     raise Invalid(
-        f"{where}: {shown!r} is not a user id (digits, no leading zero, 1 to {MAX_USER_ID})",
-        line=where,
+        f"{unit} {number}: {shown!r} is not a user id (digits, no leading zero, "
+        f"1 to {MAX_USER_ID})",
+        **{unit: number},
     )
 
 
@@ -54,7 +56,7 @@ class LineIds:
         if not text or (self.count == 0 and text == b"user_id"):
             return None
         self.count += 1
-        return _user_id(text, f"line {self.line}")
+        return _user_id(text, "line", self.line)
 
 
 # JSON tokens: punctuation, a string, a number (any JSON number, judged afterwards).
@@ -110,7 +112,7 @@ class JsonIds:
             self.opened += 1
             self.state = "first" if self.opened == len(_OPENING) else "opening"
         elif number and self.state in ("first", "next"):
-            ids.append(_user_id(number, f"item {self.count + 1}"))
+            ids.append(_user_id(number, "item", self.count + 1))
             self.count += 1
             self.state = "value"
         elif token == b"," and self.state == "value":
