@@ -44,15 +44,17 @@ def get_and_head(path: str, **kwargs: object) -> HTTPRouteHandler:
 
 def allow(request: Request) -> Response:
     """204 with every method the request's path answers (for an OPTIONS handler)."""
-    path = request.scope["path"].rstrip("/") or "/"
+    # The route's template ("/segments/{name:str}/users"), as the method map keys it.
+    path = request.scope.get("path_template") or request.scope["path"].rstrip("/") or "/"
     methods = request.app.route_handler_method_map.get(path, {}).keys()
     return Response(None, status_code=204, headers={"Allow": ", ".join(sorted(methods))})
 
 
-def options_handler() -> HTTPRouteHandler:
-    """An explicit OPTIONS handler for a controller's root path."""
+def options_handler(path: str = "/") -> HTTPRouteHandler:
+    """An explicit OPTIONS handler for one of a controller's paths served by several
+    handlers."""
 
     async def options(self: object, request: Request) -> Response:
         return allow(request)
 
-    return route("/", http_method=HttpMethod.OPTIONS, include_in_schema=False)(options)
+    return route(path, http_method=HttpMethod.OPTIONS, include_in_schema=False)(options)

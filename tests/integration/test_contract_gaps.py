@@ -232,6 +232,7 @@ def allowed(response) -> set[str]:
         ("/users", {"POST", "PATCH", "DELETE", "OPTIONS"}),
         ("/users/1", {"GET", "HEAD", "OPTIONS"}),
         ("/users/1/segments", {"POST", "OPTIONS"}),
+        ("/segments/S/users", {"GET", "HEAD", "POST", "OPTIONS"}),
     ],
 )
 def test_options_lists_every_method_of_the_path(client, path, methods):

@@ -68,6 +68,8 @@ class SegmentController(Controller):
     path = "/segments"
     tags = ["segments"]
     options = options_handler()
+    # GET (a page of members) and POST (an import) share this path.
+    members_options = options_handler("/{name:str}/users")
 
     @post("/", status_code=201, sync_to_thread=True, responses=ERRORS, summary="Create a segment")
     def create(self, data: JSONBody[SegmentCreate]) -> Segment:
