@@ -8,9 +8,13 @@ put right here.
 
 from __future__ import annotations
 
+import re
+
 from litestar import HttpMethod, Request, Response, route
 from litestar.handlers import HTTPRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+_TYPED = re.compile(r"\{(\w+):\w+\}")
 
 
 def _without_body_for_head(app: ASGIApp) -> ASGIApp:
@@ -44,9 +48,17 @@ def get_and_head(path: str, **kwargs: object) -> HTTPRouteHandler:
 
 def allow(request: Request) -> Response:
     """204 with every method the request's path answers (for an OPTIONS handler)."""
-    # The route's template ("/segments/{name:str}/users"), as the method map keys it.
+    # The route's template ("/segments/{name}/users"); the method map writes the
+    # parameters' types into its keys ("{name:str}").
     path = request.scope.get("path_template") or request.scope["path"].rstrip("/") or "/"
-    methods = request.app.route_handler_method_map.get(path, {}).keys()
+    methods = next(
+        (
+            handlers.keys()
+            for key, handlers in request.app.route_handler_method_map.items()
+            if _TYPED.sub(r"{\1}", key) == path
+        ),
+        (),
+    )
     return Response(None, status_code=204, headers={"Allow": ", ".join(sorted(methods))})
 
 
