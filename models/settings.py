@@ -44,6 +44,8 @@ class Settings:
     job_batch_pause: float
     api_token: str | None
     access_log: bool
+    webhook_interval: float
+    webhook_deny_private: bool
 
     def connect_params(self) -> dict[str, str]:
         """libpq keywords for psycopg2, with the password merged in (never logged)."""
@@ -130,6 +132,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         job_batch_pause=_number(env, "JOB_BATCH_PAUSE_MS", 0, float, low=0, high=60_000) / 1000,
         api_token=env.get("API_TOKEN") or None,
         access_log=_flag(env, "ACCESS_LOG"),
+        webhook_interval=_number(env, "WEBHOOK_INTERVAL", 1.0, float, low=0.1, high=DAY),
+        webhook_deny_private=_flag(env, "WEBHOOK_DENY_PRIVATE"),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 import peewee as pw
-from playhouse.postgres_ext import BinaryJSONField
+from playhouse.postgres_ext import ArrayField, BinaryJSONField
 
 from models.db import BaseModel
 
@@ -155,3 +155,22 @@ class ImportKey(BaseModel):
 
     class Meta:
         table_name = "import_keys"
+
+
+class Webhook(BaseModel):
+    id = pw.BigAutoField()
+    url = pw.TextField()
+    segments = ArrayField(pw.TextField, null=True)  # names; None: every segment
+    secret = pw.TextField()
+    created_at = pw.DateTimeField()
+    cursor_txid = pw.TextField()  # xid8, as text
+    cursor_id = pw.BigIntegerField()
+    delivered = pw.BigIntegerField()
+    last_delivery_at = pw.DateTimeField(null=True)
+    last_error = pw.TextField(null=True)
+    failures = pw.IntegerField()
+    next_attempt_at = pw.DateTimeField()
+    lease_until = pw.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "webhooks"

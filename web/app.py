@@ -22,6 +22,7 @@ from web.routes.history import HistoryController
 from web.routes.jobs import read_job
 from web.routes.segments import SegmentController
 from web.routes.users import UserController
+from web.routes.webhooks import WebhookController
 from web.strict import check_request
 from workers.boot import bootstrap
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
     app = Litestar(
         route_handlers=[
             UserController,
+            WebhookController,
             SegmentController,
             HistoryController,
             read_job,

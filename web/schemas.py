@@ -96,6 +96,29 @@ class SegmentChanges(Strict):
             raise ValueError("; ".join(broken))
 
 
+WebhookUrl = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+(?::[0-9]{1,5})?(?:[/?][!-~]*)?$(?!\n)",
+        max_length=2048,
+        description="http:// or https:// URL the batches are POSTed to",
+    ),
+]
+WebhookSecret = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[!-~]{16,200}$(?!\n)",
+        description="16-200 printable ASCII characters; generated when absent",
+    ),
+]
+
+
+class WebhookCreate(Strict):
+    url: WebhookUrl
+    segments: SegmentNames | None = None
+    secret: WebhookSecret | None = None
+
+
 class UserSegments(msgspec.Struct):
     id: int
     segments: list[str]
@@ -151,6 +174,25 @@ class Job(msgspec.Struct):
     started_at: datetime | None
     finished_at: datetime | None
     result: dict | None  # an import's counts: added, removed, unchanged, unknown_users
+
+
+class Webhook(msgspec.Struct, omit_defaults=True):
+    id: int
+    url: str
+    segments: list[str] | None
+    created_at: datetime
+    cursor: int
+    delivered: int
+    last_delivery_at: datetime | None
+    last_error: str | None
+    failures: int
+    next_attempt_at: datetime
+    pending: int | None = None
+    secret: str | None = None  # only in the answer to its creation
+
+
+class WebhookList(msgspec.Struct):
+    webhooks: list[Webhook]
 
 
 class ImportAccepted(msgspec.Struct):

@@ -13,12 +13,14 @@ import uuid
 import dramatiq
 from redis.exceptions import RedisError
 
-from models import jobs, memberships
+from models import jobs, memberships, webhooks
 from models.settings import active
+from workers.delivery import DeliveryError, post_batch
 
 log = logging.getLogger("workers.actors")
 
 HOUR_MS = 3_600_000
+WEBHOOK_BATCHES_PER_MESSAGE = 5
 
 
 def run_job(job_id: int) -> None:
@@ -69,6 +71,35 @@ def requeue_stale_jobs() -> None:
         enqueue_job(job_id)
 
 
+def dispatch_webhooks() -> None:
+    """Send a delivery for every webhook that is not backing off or being delivered."""
+    for webhook_id in webhooks.due_webhooks():
+        send(deliver_webhook.__name__, webhook_id)
+
+
+def deliver_webhook(webhook_id: int) -> None:
+    """Deliver the webhook's pending events, batch after batch. A failure backs this
+    webhook off alone; a few batches per message, so a busy one does not hog a thread."""
+    for _ in range(WEBHOOK_BATCHES_PER_MESSAGE):
+        delivery = webhooks.claim_delivery(webhook_id)
+        if delivery is None:
+            return
+        if delivery.events:
+            try:
+                post_batch(delivery, active().webhook_deny_private)
+            except Exception as exc:  # noqa: BLE001 - any failure backs off, logged
+                # The receiver's fault (DeliveryError) or ours: either way this webhook
+                # alone backs off, and its state says why.
+                error = str(exc) if isinstance(exc, DeliveryError) else type(exc).__name__
+                delay = webhooks.failed(delivery, error)
+                log.warning("webhook %s: %s; next attempt in %.0fs", webhook_id, error, delay)
+                return
+        webhooks.acknowledge(delivery)
+        if not delivery.more:
+            return
+    send(deliver_webhook.__name__, webhook_id)
+
+
 # (actor, Dramatiq options). A job's claims are its retry budget (jobs.MAX_ATTEMPTS):
 # Dramatiq retries a failed batch until the job itself has used them all.
 ACTORS = [
@@ -83,6 +114,9 @@ ACTORS = [
     ),
     (sweep_expired, {"queue_name": "periodic", "max_retries": 0, "time_limit": 10 * 60_000}),
     (requeue_stale_jobs, {"queue_name": "periodic", "max_retries": 0, "time_limit": 60_000}),
+    (dispatch_webhooks, {"queue_name": "periodic", "max_retries": 0, "time_limit": 60_000}),
+    # Own queue: receivers' latency never delays jobs; a failure is retried by backoff.
+    (deliver_webhook, {"queue_name": "webhooks", "max_retries": 0, "time_limit": 120_000}),
 ]
 
 

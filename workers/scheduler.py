@@ -11,7 +11,7 @@ import logging
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from workers.actors import requeue_stale_jobs, send, sweep_expired
+from workers.actors import dispatch_webhooks, requeue_stale_jobs, send, sweep_expired
 from workers.boot import bootstrap, settings_or_exit
 
 log = logging.getLogger("workers.scheduler")
@@ -35,10 +35,14 @@ def main() -> None:
     scheduler.add_job(
         tick, "interval", args=[requeue_stale_jobs], seconds=settings.requeue_interval, **common
     )
+    scheduler.add_job(
+        tick, "interval", args=[dispatch_webhooks], seconds=settings.webhook_interval, **common
+    )
     log.info(
-        "scheduler started: sweep every %ss, re-enqueue every %ss",
+        "scheduler started: sweep every %ss, re-enqueue every %ss, webhooks every %ss",
         settings.sweep_interval,
         settings.requeue_interval,
+        settings.webhook_interval,
     )
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         scheduler.start()

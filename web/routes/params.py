@@ -32,6 +32,9 @@ UserIdPath = Annotated[
 JobIdPath = Annotated[
     str, PathParameter(description="job id", schema_extra=_integer_schema(1, MAX_USER_ID))
 ]
+IdPath = Annotated[
+    str, PathParameter(description="id", schema_extra=_integer_schema(1, MAX_USER_ID))
+]
 NamePath = Annotated[
     str, PathParameter(description="segment name", schema_extra={"pattern": NAME_PATTERN})
 ]

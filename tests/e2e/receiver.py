@@ -1,0 +1,51 @@
+"""A webhook receiver for the tests: records every POST, answers what it is told to."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.posts: list[tuple[dict, bytes]] = []  # (headers, body)
+        self.status = 200
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.lock:
+                    status = receiver.status
+                    if 200 <= status < 300:
+                        receiver.posts.append((dict(self.headers), body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[dict]:
+        with self.lock:
+            return [e for _, body in self.posts for e in json.loads(body)["events"]]
+
+    def wait_events(self, n: int, timeout: float = 30) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.events()
+            if len(got) >= n:
+                return got
+            time.sleep(0.05)
+        raise AssertionError(f"received {len(self.events())} events, expected {n}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
