@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import typing
 from decimal import Decimal, InvalidOperation
 
 import msgspec
 from litestar import Request
 from litestar.exceptions import ValidationException
+
+from web.schemas import SEGMENT_WORDS
 
 NOT_JSON = "request body must be a JSON object"
 SHOWN_KEY = 64  # characters of an offending key echoed back in the message
@@ -91,11 +94,28 @@ def _inexact(name: str, decimals: int | None, value: object) -> str | None:
     return None if exact else f"Expected a number with at most {decimals} decimals - at `$.{name}`"
 
 
+# A pattern mismatch in words, by field: msgspec would print the regular expression.
+_PATTERN_WORDS = {
+    "segment": SEGMENT_WORDS,
+    "segments": SEGMENT_WORDS,
+    "add": SEGMENT_WORDS,
+    "remove": SEGMENT_WORDS,
+    "url": "an http:// or https:// URL of at most 2048 characters, without user:password",
+    "secret": "16-200 printable ASCII characters, no spaces",
+}
+_REGEX = re.compile(r"Expected `str` matching regex '[^']*'")
+
+
+def _in_words(name: str, message: str) -> str:
+    words = _PATTERN_WORDS.get(name)
+    return _REGEX.sub(f"Expected {words}", message) if words else message
+
+
 def _invalid(name: str, annotation: object, value: object) -> str | None:
     try:
         msgspec.convert(value, annotation, strict=True)
     except msgspec.ValidationError as exc:
-        message = str(exc)
+        message = _in_words(name, str(exc))
         if " - at `$" in message:  # a problem inside the field, e.g. one list item
             return message.replace(" - at `$", f" - at `$.{name}", 1)
         return f"{message} - at `$.{name}`"

@@ -15,6 +15,7 @@ MAX_USER_ID = 2**63 - 1
 # (?!\.\.?$): "." and ".." are path steps to every HTTP client, so no path could read them.
 NAME_PATTERN = r"^(?!\.\.?$)[A-Za-z0-9_.\-]{1,64}$(?!\n)"
 
+SEGMENT_WORDS = "a segment name: 1-64 characters of A-Z a-z 0-9 _ - . (not . or ..)"
 UserId = Annotated[int, msgspec.Meta(ge=1, le=MAX_USER_ID, description="user id, 1..2^63-1")]
 SegmentName = Annotated[
     str,

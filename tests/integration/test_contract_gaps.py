@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from web.schemas import NAME_PATTERN
+from web.schemas import SEGMENT_WORDS
 
 
 @pytest.fixture
@@ -129,7 +129,7 @@ def test_every_unknown_and_invalid_field_is_named(seeded, sql):
         "unknown field `segmnets`",
         "unknown field `activ_time`",
         "Expected `int` >= 1 - at `$.id`",
-        f"Expected `str` matching regex {NAME_PATTERN!r} - at `$.segments[1]`",
+        f"Expected {SEGMENT_WORDS} - at `$.segments[1]`",
     ]
     found = problems(seeded.patch("/users", json={"segmnets": ["A"], "active_time": -1}))
     assert found == [
@@ -268,3 +268,13 @@ def test_odd_keys_and_numbers_get_a_short_400(seeded, sql, body):
     assert r.status_code == 400, r.text
     assert len(r.content) < 500
     assert_nothing_changed(sql)
+
+
+def test_a_pattern_mismatch_is_told_in_words_not_as_a_regex(client):
+    for path, body, words in [
+        ("/segments", {"segment": "with space"}, "a segment name: 1-64 characters"),
+        ("/webhooks", {"url": "ftp://x"}, "an http:// or https:// URL"),
+        ("/webhooks", {"url": "https://x.io/", "secret": "short"}, "16-200 printable"),
+    ]:
+        error = client.post(path, json=body).json()["error"]
+        assert words in error and "regex" not in error, error
