@@ -171,3 +171,25 @@ def test_body_limit_is_64_mib_here_and_1_mib_elsewhere(client, sql):
     big = b'{"id": 1, "pad": "' + b"x" * (1024 * 1024) + b'"}'
     r = client.post("/users", content=big, headers={"content-type": "application/json"})
     assert r.status_code == 413
+
+
+def test_segment_deleted_while_its_import_runs(client, sql):
+    from models import jobs
+
+    setup_segment(client)
+    job_id = client.post("/segments/S/users", content=b"1\n2\n3\n4\n5\n", headers=CSV).json()[
+        "job_id"
+    ]
+    assert jobs.claim_job(job_id, "w", 30)
+    assert jobs.advance_job(job_id, "w", 2, 30) is False  # users 1 and 2 are in
+    cleanup = client.request("DELETE", "/segments", json={"segment": "S"}).json()["job_id"]
+    while not jobs.advance_job(job_id, "w", 2, 30):  # the import sees the deletion
+        pass
+    job = jobs.get_job(job_id)
+    assert job.state == "done" and job.result["added"] == 2
+    run_job(cleanup)
+    assert members(sql) == {}
+    sql.execute("SELECT count(*) FROM memberships")
+    assert sql.fetchone()[0] == 0
+    assert staged(sql)[1] == 0
+    assert verify()["ok"]
