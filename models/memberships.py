@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from models.db import execute, fetchall, fetchone, read_only, unit_of_work
+from models.db import execute, fetchall, fetchone, unit_of_work
 from models.errors import Invalid, NotFound
 
 # A membership is live when its segment is live and it has not expired; reads filter on
@@ -59,20 +59,6 @@ def expire_memberships(batch_size: int) -> int:
            FOR UPDATE SKIP LOCKED""",
         {"limit": batch_size},
     )
-
-
-@read_only
-def user_segments(user_id: int) -> list[str] | None:
-    """The user's live segment names, sorted; ``None`` for an unknown user."""
-    row = fetchone(
-        f"""SELECT ARRAY(SELECT s.name FROM memberships m
-                         JOIN segments s ON s.id = m.segment_id
-                         WHERE m.user_id = u.id AND {LIVE}
-                         ORDER BY s.name)
-            FROM users u WHERE u.id = %s""",
-        (user_id,),
-    )
-    return None if row is None else row[0]
 
 
 def _lock_user(user_id: int) -> None:

@@ -42,6 +42,9 @@ class Settings:
     job_batch_pause: float
     api_token: str | None
     access_log: bool
+    job_chunk_time: float
+    header_read_timeout: float
+    body_read_timeout: float
 
     def connect_params(self) -> dict[str, str]:
         """libpq keywords for psycopg2, with the password merged in (never logged)."""
@@ -97,6 +100,10 @@ def _flag(env: dict[str, str], name: str) -> bool:
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     host, port = parse_server_host(env.get("SERVER_HOST") or ":8080")
+    # One web process per core; PostgreSQL serves best with about four active
+    # connections per core, shared among the web processes (docs/benchmarks.md).
+    cores = os.cpu_count() or 1
+    web_workers = _number(env, "WEB_WORKERS", cores)
     return Settings(
         database_dsn=_check_dsn(env.get("DATABASE_DSN") or DEFAULT_DSN),
         database_password=env.get("DATABASE_PASSWORD") or None,
@@ -105,9 +112,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         log_file_path=env.get("LOG_FILE_PATH") or None,
         redis_url=_check_redis_url(env.get("REDIS_URL") or DEFAULT_REDIS_URL),
         queue_namespace=env.get("QUEUE_NAMESPACE") or "dramatiq",
-        db_pool_size=_number(env, "DB_POOL_SIZE", 16),
+        db_pool_size=_number(env, "DB_POOL_SIZE", max(4, 4 * cores // web_workers)),
         db_pool_timeout=_number(env, "DB_POOL_TIMEOUT", 5.0, float, low=0.1),
-        web_workers=_number(env, "WEB_WORKERS", 1),
+        web_workers=web_workers,
         sweep_interval=_number(env, "SWEEP_INTERVAL", 5.0, float, low=0.1),
         requeue_interval=_number(env, "REQUEUE_INTERVAL", 15.0, float, low=0.1),
         job_lease_seconds=_number(env, "JOB_LEASE_SECONDS", 30),
@@ -116,4 +123,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         job_batch_pause=_number(env, "JOB_BATCH_PAUSE_MS", 0, float, low=0) / 1000,
         api_token=env.get("API_TOKEN") or None,
         access_log=_flag(env, "ACCESS_LOG"),
+        job_chunk_time=_number(env, "JOB_CHUNK_TIME_MS", 50, float, low=1) / 1000,
+        header_read_timeout=_number(env, "HEADER_READ_TIMEOUT", 10, float, low=0.001),
+        body_read_timeout=_number(env, "BODY_READ_TIMEOUT", 60, float, low=0.001),
     )

@@ -1,0 +1,49 @@
+"""The hot reads: the segments of one user, or of many, as other services ask for them
+on their own hot path.
+
+Each statement is prepared once per pooled connection (``Pool.prepare_on_connect``) and
+run with ``EXECUTE``: with psycopg2's simple protocol, planning costs about as much as
+the query itself (docs/benchmarks.md). Names sort in byte order (``COLLATE "C"``), as
+Python sorts them, whatever the database's collation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.db import fetchall, fetchone, read_only
+from models.memberships import LIVE
+
+_NAMES = f"""ARRAY(SELECT s.name FROM memberships m
+                   JOIN segments s ON s.id = m.segment_id
+                   WHERE m.user_id = u.id AND {LIVE}
+                   ORDER BY s.name COLLATE "C")"""
+
+# name -> statement, for PREPARE on every new connection (web/app.py registers them).
+STATEMENTS = {
+    "read_user_segments(bigint)": f"SELECT {_NAMES} FROM users u WHERE u.id = $1",
+    "read_users_segments(bigint[])": (
+        f"SELECT u.id, {_NAMES} FROM users u WHERE u.id = ANY($1) ORDER BY u.id"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class UserSegments:
+    id: int
+    segments: list[str]
+
+
+@read_only
+def user_segments(user_id: int) -> list[str] | None:
+    """The user's live segment names, sorted; ``None`` for an unknown user."""
+    row = fetchone("EXECUTE read_user_segments(%s)", (user_id,))
+    return None if row is None else row[0]
+
+
+@read_only
+def users_segments(user_ids: list[int]) -> list[UserSegments]:
+    """The known users among ``user_ids`` with their live segments, ascending id, in one
+    round trip."""
+    rows = fetchall("EXECUTE read_users_segments(%s::bigint[])", (user_ids,))
+    return [UserSegments(uid, names) for uid, names in rows]
