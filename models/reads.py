@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.db import fetchall, fetchone, read_only
+from models.db import db, fetchall, fetchone, read_only
 from models.memberships import LIVE
 
 _NAMES = f"""ARRAY(SELECT s.name FROM memberships m
@@ -34,11 +34,24 @@ class UserSegments:
     segments: list[str]
 
 
-@read_only
-def user_segments(user_id: int) -> list[str] | None:
-    """The user's live segment names, sorted; ``None`` for an unknown user."""
+def _user_segments(user_id: int) -> list[str] | None:
     row = fetchone("EXECUTE read_user_segments(%s)", (user_id,))
     return None if row is None else row[0]
+
+
+user_segments = read_only(_user_segments)
+user_segments.__doc__ = "The user's live segment names, sorted; ``None`` for an unknown user."
+
+
+def user_segments_in_loop(user_id: int) -> list[str] | None:
+    """``user_segments`` for the event loop's thread, which serves it all the time: the
+    thread keeps its pooled connection open between requests instead of a checkout and
+    a return per request. The pool holds one connection spare for it (web/app.py)."""
+    if db.is_closed() or db.connection().closed:
+        if not db.is_closed():
+            db.close()  # dropped by the server: back to the pool, which discards it
+        db.connect()
+    return _user_segments(user_id)
 
 
 @read_only

@@ -37,6 +37,9 @@ REQUESTS = Histogram(
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# (method, route template, status) -> its histogram series. Bounded: routes are
+# templates, and unmatched paths share one label.
+_series: dict[tuple[str, str, int], Histogram] = {}
 
 
 class ClientDisconnected(Exception):
@@ -114,10 +117,11 @@ def request_context(access_log_enabled: bool, body_timeout: float):
                 await app(scope, _guarded_receive(receive, body_timeout, state), send_with_id)
             finally:
                 seconds = time.perf_counter() - started
-                # The route template, not the raw path: series stay bounded whatever
-                # ids clients send; unmatched paths share one label.
-                route = scope.get("path_template", "unmatched")
-                REQUESTS.labels(scope["method"], route, str(status)).observe(seconds)
+                key = (scope["method"], scope.get("path_template", "unmatched"), status)
+                series = _series.get(key)
+                if series is None:  # labels() takes a lock and builds a key each call
+                    series = _series[key] = REQUESTS.labels(key[0], key[1], str(status))
+                series.observe(seconds)
                 if access_log_enabled:
                     access_log.info(
                         "%s %s %s",

@@ -55,7 +55,7 @@ class UserController(Controller):
     @get("/{user_id:str}", sync_to_thread=False, responses=ERRORS, summary="A user's live segments")
     def read(self, user_id: params.UserIdPath) -> UserSegments:
         uid = params.user_id(user_id)
-        names = reads.user_segments(uid)
+        names = reads.user_segments_in_loop(uid)
         if names is None:
             raise NotFound.user(uid)
         return UserSegments(id=uid, segments=names)
