@@ -19,6 +19,8 @@ _NAMES = f"""ARRAY(SELECT s.name FROM memberships m
                    WHERE m.user_id = u.id AND {LIVE}
                    ORDER BY s.name COLLATE "C")"""
 
+LOOP_STATEMENT_TIMEOUT_MS = 2000
+
 # name -> statement, for PREPARE on every new connection (web/app.py registers them).
 STATEMENTS = {
     "read_user_segments(bigint)": f"SELECT {_NAMES} FROM users u WHERE u.id = $1",
@@ -51,6 +53,8 @@ def user_segments_in_loop(user_id: int) -> list[str] | None:
         if not db.is_closed():
             db.close()  # dropped by the server: back to the pool, which discards it
         db.connect()
+        # A read stuck in the database stalls every request of this process: bound it.
+        db.execute_sql(f"SET statement_timeout = {LOOP_STATEMENT_TIMEOUT_MS}")
     return _user_segments(user_id)
 
 
