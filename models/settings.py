@@ -100,8 +100,9 @@ def _flag(env: dict[str, str], name: str) -> bool:
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     host, port = parse_server_host(env.get("SERVER_HOST") or ":8080")
-    # One web process per core; PostgreSQL serves best with about four active
-    # connections per core, shared among the web processes (docs/benchmarks.md).
+    # One web process per core, and about eight pooled connections per core shared among
+    # them: with four, writes at 32 connections queued for threads up to a p99 of
+    # seconds (docs/benchmarks.md).
     cores = os.cpu_count() or 1
     web_workers = _number(env, "WEB_WORKERS", cores)
     return Settings(
@@ -112,7 +113,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         log_file_path=env.get("LOG_FILE_PATH") or None,
         redis_url=_check_redis_url(env.get("REDIS_URL") or DEFAULT_REDIS_URL),
         queue_namespace=env.get("QUEUE_NAMESPACE") or "dramatiq",
-        db_pool_size=_number(env, "DB_POOL_SIZE", max(4, 4 * cores // web_workers)),
+        db_pool_size=_number(env, "DB_POOL_SIZE", max(8, 8 * cores // web_workers)),
         db_pool_timeout=_number(env, "DB_POOL_TIMEOUT", 5.0, float, low=0.1),
         web_workers=web_workers,
         sweep_interval=_number(env, "SWEEP_INTERVAL", 5.0, float, low=0.1),

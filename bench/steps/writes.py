@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
+import psycopg2.errors
+
 from bench import generate
 from bench.common import RUN_PREFIX, progress
 
@@ -27,9 +31,17 @@ def run(b) -> tuple[dict, list[str]]:
         progress(f"writes: POST /users (new ids, 3 auto segments), {c} connections, {s}s")
         base = str(n + 10_000_000 + c * 100_000_000)
         out[f"create_c{c}"] = b.load.run(b.url, c, s, "writes.lua", ["create", str(n), "", base])
-    # Back to the generated data (no extra users for the bulk job to assign).
+    # Back to the generated data (no extra users for the bulk job to assign). Requests
+    # wrk gave up on may still be running in the server: retry until they are done.
     progress("writes: removing what the write step added")
-    generate.reset(b.dsn)
+    for attempt in range(30):
+        try:
+            generate.reset(b.dsn)
+            break
+        except psycopg2.errors.ForeignKeyViolation:
+            if attempt == 29:
+                raise
+            time.sleep(1)
     return out, [
         f"| writes {k} | {v['rps']:,.0f} req/s, p50 {v['p50_ms']:.2f} ms, "
         f"p99 {v['p99_ms']:.2f} ms, errors {v['errors']} | - | - | - |"
