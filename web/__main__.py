@@ -7,6 +7,7 @@ connections (HEADER_READ_TIMEOUT); web/middleware.py bounds the body (BODY_READ_
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import sys
@@ -47,6 +48,10 @@ def serve(factory: str) -> None:
     except ConfigError as exc:
         sys.exit(f"configuration error: {exc}")
     metrics_dir, made = fresh_metrics_dir()
+    # Forked workers inherit the parent's SIGTERM handler and ignore a SIGTERM that comes
+    # while they load the app, then wait for the kill timeout; spawned ones start with the
+    # default handler and just exit.
+    multiprocessing.set_start_method("spawn", force=True)
     server = Granian(
         factory,
         factory=True,
