@@ -9,20 +9,16 @@ import time
 import psycopg2
 import psycopg2.extensions
 
-from models.memberships import LIVE
+from models.reads import STATEMENTS
 
 # A dedicated database, never the dev or test one unless asked for explicitly.
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=segments_bench sslmode=disable"
 # Segments a benchmark run creates start with this prefix; bench.generate.reset removes them.
 RUN_PREFIX = "BENCHRUN_"
 
-# The read of GET /users/{id}, copied from models/memberships.py user_segments (the LIVE
-# condition is imported, so a change to it is tracked). Keep in step with that function.
-READ_SQL = f"""SELECT ARRAY(SELECT s.name FROM memberships m
-                         JOIN segments s ON s.id = m.segment_id
-                         WHERE m.user_id = u.id AND {LIVE}
-                         ORDER BY s.name)
-            FROM users u WHERE u.id = %s"""
+# The read of GET /users/{id} (models/reads.py) without the prepared statement, for the
+# floor app, the bare psycopg2 loop and pgbench.
+READ_SQL = STATEMENTS["read_user_segments(bigint)"].replace("$1", "%s")
 
 
 def bench_dsn(arg: str | None) -> str:

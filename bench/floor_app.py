@@ -2,7 +2,7 @@
 
 Same SQL as the service (bench.common.READ_SQL), a psycopg2 ThreadedConnectionPool of
 DB_POOL_SIZE connections, a sync handler with sync_to_thread=True on DB_POOL_SIZE anyio
-threads, served by uvicorn with the settings ``python -m web`` uses.
+threads, served by the server and settings ``python -m web`` uses (granian).
 
     SERVER_HOST=127.0.0.1:8090 DATABASE_DSN=... python -m bench.floor_app
 """

@@ -25,7 +25,7 @@ import httpx
 import psycopg2.extensions
 
 from bench.common import connect, dbname, progress
-from bench.run import BIN, Proc, free_port, procfile_command
+from bench.procs import BIN, Proc, free_port, procfile_command
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=segments_soak sslmode=disable"
 SEGMENTS = [f"SOAK_{i}" for i in range(20)]

@@ -8,10 +8,12 @@ that runs it and returns it when done (``db.connection_context()``).
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import peewee
+import psycopg2.errors
 from playhouse.pool import PooledPostgresqlDatabase
 
 from models.settings import Settings
@@ -25,6 +27,31 @@ class Pool(PooledPostgresqlDatabase):
         # driver's flag instead; a connection the server dropped fails on first use, the
         # request gets a 503, and the web tier then drops the idle ones (web/errors.py).
         return bool(conn.closed)
+
+    def prepare_on_connect(self, statements: Mapping[str, str]) -> None:
+        """``PREPARE name AS sql`` for each statement on every connection the pool makes,
+        so hot reads can ``EXECUTE`` them without planning (models/reads.py)."""
+        self._statements = dict(statements)
+        self._prepared: weakref.WeakSet = weakref.WeakSet()
+
+    def _initialize_connection(self, conn) -> None:
+        # peewee calls this on every checkout; prepare once per physical connection.
+        statements = getattr(self, "_statements", None)
+        if not statements or conn in self._prepared:
+            return
+        try:
+            with conn.cursor() as cur:
+                cur.execute("DEALLOCATE ALL")  # a half-prepared set from an earlier try
+                for name, sql in statements.items():
+                    cur.execute(f"PREPARE {name} AS {sql}")
+        except psycopg2.errors.UndefinedTable:
+            # Not migrated yet (the migration itself runs on this pool): try again at the
+            # next checkout.
+            conn.rollback()
+            return
+        if not conn.autocommit:
+            conn.commit()
+        self._prepared.add(conn)
 
 
 # autoconnect=False: a query run without a borrowed connection is a bug, and should fail
@@ -51,6 +78,10 @@ def init_db(settings: Settings) -> Pool:
         application_name=params.pop("application_name", "segments"),
         **params,
     )
+    # Imported here: reads builds on this module. Every process prepares the hot reads.
+    from models.reads import STATEMENTS
+
+    db.prepare_on_connect(STATEMENTS)
     return db
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from peewee import SQL
 
-from models.db import fetchone, read_only, unit_of_work
+from models.db import read_only, unit_of_work
 from models.errors import Invalid, NotFound
 from models.events import change_with_events
 from models.tables import Membership, Operation, OptOut, Reason, Segment, User
@@ -71,20 +71,6 @@ def expire_memberships(batch_size: int) -> int:
            FOR UPDATE SKIP LOCKED""",
         {"limit": batch_size},
     )
-
-
-@read_only
-def user_segments(user_id: int) -> list[str] | None:
-    """The user's live segment names, sorted; ``None`` for an unknown user."""
-    row = fetchone(
-        f"""SELECT ARRAY(SELECT s.name FROM memberships m
-                         JOIN segments s ON s.id = m.segment_id
-                         WHERE m.user_id = u.id AND {LIVE}
-                         ORDER BY s.name)
-            FROM users u WHERE u.id = %s""",
-        (user_id,),
-    )
-    return None if row is None else row[0]
 
 
 @read_only

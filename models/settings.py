@@ -46,6 +46,9 @@ class Settings:
     access_log: bool
     webhook_interval: float
     webhook_deny_private: bool
+    job_chunk_time: float
+    header_read_timeout: float
+    body_read_timeout: float
 
     def connect_params(self) -> dict[str, str]:
         """libpq keywords for psycopg2, with the password merged in (never logged)."""
@@ -113,6 +116,11 @@ def _flag(env: dict[str, str], name: str) -> bool:
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     host, port = parse_server_host(env.get("SERVER_HOST") or ":8080")
+    # One web process per core, and about eight pooled connections per core shared among
+    # them: with four, writes at 32 connections queued for threads up to a p99 of
+    # seconds (docs/benchmarks.md).
+    cores = os.cpu_count() or 1
+    web_workers = _number(env, "WEB_WORKERS", cores, high=256)
     return Settings(
         database_dsn=_check_dsn(env.get("DATABASE_DSN") or DEFAULT_DSN),
         database_password=env.get("DATABASE_PASSWORD") or None,
@@ -121,9 +129,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         log_file_path=env.get("LOG_FILE_PATH") or None,
         redis_url=_check_redis_url(env.get("REDIS_URL") or DEFAULT_REDIS_URL),
         queue_namespace=env.get("QUEUE_NAMESPACE") or "dramatiq",
-        db_pool_size=_number(env, "DB_POOL_SIZE", 16, high=1000),
+        db_pool_size=_number(env, "DB_POOL_SIZE", max(8, 8 * cores // web_workers), high=1000),
         db_pool_timeout=_number(env, "DB_POOL_TIMEOUT", 5.0, float, low=0.1, high=3600),
-        web_workers=_number(env, "WEB_WORKERS", 1, high=256),
+        web_workers=web_workers,
         sweep_interval=_number(env, "SWEEP_INTERVAL", 5.0, float, low=0.1, high=DAY),
         requeue_interval=_number(env, "REQUEUE_INTERVAL", 15.0, float, low=0.1, high=DAY),
         job_lease_seconds=_number(env, "JOB_LEASE_SECONDS", 30, high=DAY),
@@ -134,6 +142,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         access_log=_flag(env, "ACCESS_LOG"),
         webhook_interval=_number(env, "WEBHOOK_INTERVAL", 1.0, float, low=0.1, high=DAY),
         webhook_deny_private=_flag(env, "WEBHOOK_DENY_PRIVATE"),
+        job_chunk_time=_number(env, "JOB_CHUNK_TIME_MS", 50, float, low=1, high=60_000) / 1000,
+        header_read_timeout=_number(env, "HEADER_READ_TIMEOUT", 10, float, low=0.001, high=DAY),
+        body_read_timeout=_number(env, "BODY_READ_TIMEOUT", 60, float, low=0.001, high=DAY),
     )
 
 

@@ -12,10 +12,10 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from models.db import db
 from models.settings import Settings, load_settings
+from web import middleware
 from web.auth import token_guard
 from web.errors import EXCEPTION_HANDLERS
 from web.metrics import metrics, register_job_metrics
-from web.middleware import request_context
 from web.openapi import use_msgspec_schemas
 from web.routes.health import health, ready
 from web.routes.history import HistoryController
@@ -43,8 +43,10 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
 
     def size_thread_pool() -> None:
         # Sync handlers run on anyio's worker threads; more threads than pooled
-        # connections would only queue inside the pool.
-        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_pool_size
+        # connections would only queue inside the pool. One connection stays for the
+        # reads run in the event loop, which must never wait for the pool.
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(1, settings.db_pool_size - 1)
 
     app = Litestar(
         route_handlers=[
@@ -57,10 +59,9 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
             ready,
             metrics,
         ],
-        middleware=[request_context(settings.access_log)],
         guards=[token_guard(settings.api_token)] if settings.api_token else [],
         request_max_body_size=MAX_BODY,
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, **middleware.EXCEPTION_HANDLERS},
         logging_config=None,  # models.logs configures logging for every process
         before_request=check_request,
         on_startup=[size_thread_pool],
@@ -73,4 +74,8 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
         ),
     )
     use_msgspec_schemas(app)
+    # Around the whole handler, not as route middleware: unknown routes get a request id
+    # and are counted too.
+    context = middleware.request_context(settings.access_log, settings.body_read_timeout)
+    app.asgi_handler = context(app.asgi_handler)
     return app

@@ -213,6 +213,16 @@ class Readiness(msgspec.Struct):
     checks: dict[str, str]
 
 
+class UserLookup(Strict):
+    # Up to 1000 entries as sent; duplicates are collapsed after that check.
+    ids: Annotated[list[UserId], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class UserLookupResult(msgspec.Struct):
+    users: list[UserSegments]
+    unknown: list[int]
+
+
 # Every error a handler may answer with, so the OpenAPI document describes real responses.
 ERRORS = {
     code: ResponseSpec(data_container=Error, description=description, generate_examples=False)

@@ -14,6 +14,7 @@ import dramatiq
 from redis.exceptions import RedisError
 
 from models import jobs, memberships, webhooks
+from models.chunking import ChunkSizer
 from models.settings import active
 from workers.delivery import DeliveryError, post_batch
 
@@ -31,11 +32,13 @@ def run_job(job_id: int) -> None:
     if not jobs.claim_job(job_id, owner, settings.job_lease_seconds):
         return  # finished, or another worker holds a live lease: a duplicate message
     started = time.monotonic()
+    # Batches sized by time (JOB_CHUNK_TIME_MS), starting from BATCH_SIZE rows.
+    sizer = ChunkSizer(settings.job_chunk_time, settings.batch_size)
     try:
         while True:
-            finished = jobs.advance_job(
-                job_id, owner, settings.batch_size, settings.job_lease_seconds
-            )
+            batch_started = time.monotonic()
+            finished = jobs.advance_job(job_id, owner, sizer.size, settings.job_lease_seconds)
+            sizer.record(time.monotonic() - batch_started)
             if finished is None:
                 log.warning("job %s: lease lost, another worker resumes it", job_id)
                 return

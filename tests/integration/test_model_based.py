@@ -23,7 +23,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from models import memberships, segments, users
+from models import memberships, reads, segments, users
 from models.buckets import bucket, threshold
 from models.errors import Conflict, NotFound
 from models.verify import verify
@@ -170,7 +170,7 @@ class Segments(RuleBasedStateMachine):
     def reads_match_the_model(self) -> None:
         for user in self.users:
             expected = sorted(n for (u, n) in self.held if u == user)
-            assert memberships.user_segments(user) == expected, user
+            assert reads.user_segments(user) == expected, user
 
     @invariant()
     def history_explains_the_state(self) -> None:

@@ -1,0 +1,100 @@
+"""CSV: GET /history for the generated month against COPY (the same SELECT) TO STDOUT,
+and the web processes' memory growth while it streams."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+
+import httpx
+import psutil
+
+from bench.common import dbname, progress, psql_args
+
+
+def run(b) -> tuple[dict, list[str]]:
+    year, month = (int(x) for x in b.meta["month"].split("-"))
+    start = f"{year:04d}-{month:02d}-01"
+    end = f"{year + month // 12:04d}-{month % 12 + 1:02d}-01"
+    (rows,) = b.sql(
+        "SELECT count(*) FROM history WHERE at >= %s::timestamptz AND at < %s::timestamptz",
+        (start + " UTC", end + " UTC"),
+    )[0]
+    out: dict = {"month": b.meta["month"], "rows": rows}
+    web = psutil.Process(b.procs["web"].pid)
+
+    def rss() -> int:
+        procs = [web, *web.children(recursive=True)]
+        return sum(p.memory_info().rss for p in procs if p.is_running())
+
+    peak = [0]
+    stop = threading.Event()
+
+    def sampler() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.02)
+
+    base = rss()
+    th = threading.Thread(target=sampler)
+    th.start()
+    progress(f"csv: GET /history?year={year}&month={month} ({rows:,} rows)")
+    t0 = time.perf_counter()
+    url = f"{b.url}/history?year={year}&month={month}"
+    if shutil.which("curl"):
+        res = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", url],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        code, size = res.stdout.split()
+        nbytes = int(size)
+    else:
+        nbytes = 0
+        with httpx.stream("GET", url, timeout=600) as r:
+            code = str(r.status_code)
+            for chunk in r.iter_raw():
+                nbytes += len(chunk)
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    th.join()
+    out["service"] = {
+        "http_status": int(code),
+        "seconds": round(elapsed, 3),
+        "bytes": nbytes,
+        "rows_per_s": round(rows / elapsed),
+        "mb_per_s": round(nbytes / elapsed / 1e6, 1),
+        "rss_base_mb": round(base / 2**20, 1),
+        "rss_peak_mb": round(peak[0] / 2**20, 1),
+        "rss_growth_mb": round((peak[0] - base) / 2**20, 1),
+    }
+    progress("csv: floor (COPY (same SELECT) TO STDOUT through psql)")
+    select = f"""SELECT h.user_id || ';' || s.name || ';' || h.operation || ';'
+              || to_char(h.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+              || ';' || h.reason
+       FROM history h JOIN segments s ON s.id = h.segment_id
+       WHERE h.at >= '{start} UTC' AND h.at < '{end} UTC'
+       ORDER BY h.at, h.id"""
+    cmd = ["psql", *psql_args(b.dsn), "-d", dbname(b.dsn), "-X", "-q",
+           "-c", f"COPY ({select}) TO STDOUT"]  # fmt: skip
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    fbytes = 0
+    while chunk := p.stdout.read(1 << 20):
+        fbytes += len(chunk)
+    p.wait()
+    felapsed = time.perf_counter() - t0
+    out["floor_copy"] = {
+        "seconds": round(felapsed, 3),
+        "bytes": fbytes,
+        "rows_per_s": round(rows / felapsed),
+        "mb_per_s": round(fbytes / felapsed / 1e6, 1),
+    }
+    out["ratio_throughput"] = round(felapsed / elapsed, 3)
+    sv, fl = out["service"], out["floor_copy"]
+    return out, [
+        f"| GET /history {out['month']} ({rows:,} rows) | {sv['rows_per_s']:,} rows/s, "
+        f"{sv['mb_per_s']} MB/s, RSS +{sv['rss_growth_mb']} MB | {fl['rows_per_s']:,} rows/s, "
+        f"{fl['mb_per_s']} MB/s | {out['ratio_throughput']} | ≥ 0.5, RSS < +50 MB |"
+    ]

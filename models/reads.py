@@ -1,0 +1,66 @@
+"""The hot reads: the segments of one user, or of many, as other services ask for them
+on their own hot path.
+
+Each statement is prepared once per pooled connection (``Pool.prepare_on_connect``) and
+run with ``EXECUTE``: with psycopg2's simple protocol, planning costs about as much as
+the query itself (docs/benchmarks.md). Names sort in byte order (``COLLATE "C"``), as
+Python sorts them, whatever the database's collation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.db import db, fetchall, fetchone, read_only
+from models.memberships import LIVE
+
+_NAMES = f"""ARRAY(SELECT s.name FROM memberships m
+                   JOIN segments s ON s.id = m.segment_id
+                   WHERE m.user_id = u.id AND {LIVE}
+                   ORDER BY s.name COLLATE "C")"""
+
+LOOP_STATEMENT_TIMEOUT_MS = 2000
+
+# name -> statement, for PREPARE on every new connection (web/app.py registers them).
+STATEMENTS = {
+    "read_user_segments(bigint)": f"SELECT {_NAMES} FROM users u WHERE u.id = $1",
+    "read_users_segments(bigint[])": (
+        f"SELECT u.id, {_NAMES} FROM users u WHERE u.id = ANY($1) ORDER BY u.id"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class UserSegments:
+    id: int
+    segments: list[str]
+
+
+def _user_segments(user_id: int) -> list[str] | None:
+    row = fetchone("EXECUTE read_user_segments(%s)", (user_id,))
+    return None if row is None else row[0]
+
+
+user_segments = read_only(_user_segments)
+user_segments.__doc__ = "The user's live segment names, sorted; ``None`` for an unknown user."
+
+
+def user_segments_in_loop(user_id: int) -> list[str] | None:
+    """``user_segments`` for the event loop's thread, which serves it all the time: the
+    thread keeps its pooled connection open between requests instead of a checkout and
+    a return per request. The pool holds one connection spare for it (web/app.py)."""
+    if db.is_closed() or db.connection().closed:
+        if not db.is_closed():
+            db.close()  # dropped by the server: back to the pool, which discards it
+        db.connect()
+        # A read stuck in the database stalls every request of this process: bound it.
+        db.execute_sql(f"SET statement_timeout = {LOOP_STATEMENT_TIMEOUT_MS}")
+    return _user_segments(user_id)
+
+
+@read_only
+def users_segments(user_ids: list[int]) -> list[UserSegments]:
+    """The known users among ``user_ids`` with their live segments, ascending id, in one
+    round trip."""
+    rows = fetchall("EXECUTE read_users_segments(%s::bigint[])", (user_ids,))
+    return [UserSegments(uid, names) for uid, names in rows]
