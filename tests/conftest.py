@@ -93,7 +93,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             client.delete(*keys)
 
 
-TABLES = "history, jobs, segment_opt_outs, memberships, segments, users"
+TABLES = (
+    "webhooks, import_keys, import_staging, history, jobs, segment_opt_outs, memberships, "
+    "segments, users"
+)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ class WebhookController(Controller):
     path = "/webhooks"
     tags = ["webhooks"]
     options = options_handler()
+    item_options = options_handler("/{webhook_id:str}")  # GET and DELETE share it
 
     @post("/", status_code=201, sync_to_thread=True, responses=ERRORS, summary="Add a webhook")
     def create(self, data: JSONBody[WebhookCreate]) -> Webhook:
