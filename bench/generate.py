@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -59,25 +58,11 @@ class _Stream(io.RawIOBase):
 
 def ensure_database(dsn: str) -> None:
     """Create the database if missing, then apply the service's migrations to it."""
-    params = dsn_params(dsn)
-    name = params.get("dbname", "postgres")
-    admin = dict(params, dbname="postgres")
-    conn = connect(psycopg2.extensions.make_dsn(**admin))
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-        if cur.fetchone() is None:
-            progress(f"creating database {name}")
-            cur.execute(
-                psycopg2.sql.SQL("CREATE DATABASE {}").format(psycopg2.sql.Identifier(name))
-            )
-    conn.close()
-    os.environ["DATABASE_DSN"] = dsn
-    from models.db import db, init_db
-    from models.migrate import apply_migrations
-    from models.settings import load_settings
+    from models.db import db
+    from scripts.procs import migrated_database
 
-    init_db(load_settings())
-    apply_migrations()
+    progress(f"database {dsn_params(dsn).get('dbname', 'postgres')}: migrating")
+    migrated_database(dsn)
     db.close_all()
 
 

@@ -24,8 +24,9 @@ import httpx
 from bench import generate
 from bench.common import bench_dsn, connect, dbname, load_note, progress, psql_args
 from bench.load import Load
-from bench.procs import BIN, Proc, free_port, git_revision, machine, procfile_command
+from bench.meta import git_revision, machine
 from bench.steps import bulk, csv, reads, writes
+from scripts.procs import BIN, Proc, free_port, procfile_entries
 
 BENCH = Path(__file__).resolve().parent
 STEPS = {"reads": reads.run, "writes": writes.run, "bulk": bulk.run, "csv": csv.run}
@@ -60,8 +61,8 @@ class Bench:
 
     def start(self, name: str, **env: str) -> Proc:
         """A Procfile line (web, worker) or, with COMMAND=..., any command."""
-        cmd = procfile_command(name) if name in ("web", "worker") else env.pop("COMMAND")
-        proc = Proc(name, cmd, {**self.env, **env}, self.tmp)
+        cmd = procfile_entries()[name] if name in ("web", "worker") else env.pop("COMMAND")
+        proc = Proc(name, {**self.env, **env}, self.tmp, command=["bash", "-c", cmd])
         self.procs[name] = proc
         return proc
 
@@ -128,7 +129,7 @@ class Bench:
         try:
             result, rows = STEPS[step](self)
         except Exception as exc:
-            dead = [n for n, p in self.procs.items() if p.proc.poll() is not None]
+            dead = [n for n, p in self.procs.items() if p.poll() is not None]
             if not dead:
                 raise
             note = {"step": step, "exited": dead, "error": repr(exc)[:300]}
@@ -157,8 +158,8 @@ class Bench:
                 "duration_s": self.seconds,
                 "database": dbname(self.dsn),
                 "data": self.meta,
-                "web": procfile_command("web"),
-                "worker": procfile_command("worker"),
+                "web": procfile_entries()["web"],
+                "worker": procfile_entries()["worker"],
                 "env": {
                     k: os.environ.get(k, "(default)")
                     for k in (

@@ -22,10 +22,9 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-import psycopg2.extensions
 
 from bench.common import connect, dbname, progress
-from bench.procs import BIN, Proc, free_port, procfile_command
+from scripts.procs import BIN, Proc, free_port
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=segments_soak sslmode=disable"
 SEGMENTS = [f"SOAK_{i}" for i in range(20)]
@@ -49,20 +48,9 @@ def tree_rss_mb(pid: int) -> float:
 
 
 def prepare(dsn: str, users: int, fresh: bool) -> None:
-    if fresh:
-        params = psycopg2.extensions.parse_dsn(dsn)
-        admin = connect(psycopg2.extensions.make_dsn(**{**params, "dbname": "postgres"}))
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{dbname(dsn)}" WITH (FORCE)')
-            cur.execute(f'CREATE DATABASE "{dbname(dsn)}"')
-        admin.close()
-    os.environ["DATABASE_DSN"] = dsn
-    from models.db import init_db
-    from models.migrate import apply_migrations
-    from models.settings import load_settings
+    from scripts.procs import migrated_database
 
-    init_db(load_settings())
-    apply_migrations()
+    migrated_database(dsn, fresh=fresh)
     conn = connect(dsn)
     with conn.cursor() as cur:
         cur.execute(
@@ -119,10 +107,7 @@ def soak(
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     logdir = Path(tempfile.mkdtemp(prefix="soak-"))
-    procs = {
-        name: Proc(name, procfile_command(name), env, logdir)
-        for name in ("web", "worker", "scheduler")
-    }
+    procs = {name: Proc(name, env, logdir) for name in ("web", "worker", "scheduler")}
     conn = connect(dsn)
     try:
         procs["web"].wait_http(url)

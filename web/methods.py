@@ -12,38 +12,15 @@ import re
 
 from litestar import HttpMethod, Request, Response, route
 from litestar.handlers import HTTPRouteHandler
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _TYPED = re.compile(r"\{(\w+):\w+\}")
 
 
-def _without_body_for_head(app: ASGIApp) -> ASGIApp:
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("method") != "HEAD":
-            await app(scope, receive, send)
-            return
-
-        async def send_headers_only(message: Message) -> None:
-            if message["type"] == "http.response.body":
-                if message.get("more_body"):
-                    return
-                message = {"type": "http.response.body", "body": b"", "more_body": False}
-            await send(message)
-
-        await app(scope, receive, send_headers_only)
-
-    return middleware
-
-
 def get_and_head(path: str, **kwargs: object) -> HTTPRouteHandler:
     """Like ``@get``, and HEAD runs the same handler (its headers, Content-Length of
-    the GET body included) and sends no body."""
-    return route(
-        path,
-        http_method=[HttpMethod.GET, HttpMethod.HEAD],
-        middleware=[_without_body_for_head],
-        **kwargs,
-    )
+    the GET body included); the app-wide middleware (web/middleware.py) drops the body,
+    so no route pays for a middleware layer of its own."""
+    return route(path, http_method=[HttpMethod.GET, HttpMethod.HEAD], **kwargs)
 
 
 def allow(request: Request) -> Response:

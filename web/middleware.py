@@ -97,12 +97,14 @@ def request_context(access_log_enabled: bool, body_timeout: float):
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
-            given = dict(scope["headers"]).get(b"x-request-id", b"")
+            given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
             rid = given.decode() if _SAFE_ID.match(given) else f"{_PREFIX}-{next(_counter):x}"
             token = request_id.set(rid)
             started = time.perf_counter()
             status = 500
             state = {"body_done": False, "gone": False}
+
+            head = scope["method"] == "HEAD"
 
             async def send_with_id(message: Message) -> None:
                 nonlocal status
@@ -110,6 +112,12 @@ def request_context(access_log_enabled: bool, body_timeout: float):
                     status = message["status"]
                     headers = message.get("headers", [])
                     message["headers"] = [*headers, (b"x-request-id", rid.encode())]
+                elif head:
+                    # RFC 9110: a HEAD answer has the GET's headers (Content-Length
+                    # included) and no body. One empty final body message instead.
+                    if message.get("more_body"):
+                        return
+                    message = {"type": "http.response.body", "body": b"", "more_body": False}
                 if not state["gone"]:
                     await send(message)
 

@@ -13,7 +13,10 @@ from web.body import decode_body_strictly, shown
 
 def reject_repeated_parameters(request: Request) -> None:
     """``?month=1&month=2`` is ambiguous (Litestar would silently keep one), so a 400."""
-    query = request.scope.get("query_string", b"").decode("latin-1")
+    raw = request.scope.get("query_string", b"")
+    if b"&" not in raw:
+        return  # one parameter at most: nothing to repeat (the hot path has none)
+    query = raw.decode("latin-1")
     counts = Counter(key for key, _ in parse_qsl(query, keep_blank_values=True))
     repeated = sorted(key for key, n in counts.items() if n > 1)
     if repeated:

@@ -12,7 +12,7 @@ import time
 
 from bench.common import READ_SQL, connect, dbname, load_note, progress, psql_args
 from bench.load import lat_stats, pct
-from bench.procs import free_port
+from scripts.procs import free_port
 
 # name -> command; each floor is started next to the service and measured in turn.
 FLOORS = {"floor_c": "python -m bench.floor_c", "floor_app": "python -m bench.floor_app"}
