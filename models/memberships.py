@@ -12,10 +12,10 @@ from typing import Any
 
 from peewee import SQL
 
-from models.db import read_only, unit_of_work
+from models.db import db, read_only, unit_of_work
 from models.errors import Invalid, NotFound
 from models.events import change_with_events
-from models.tables import Membership, Operation, OptOut, Reason, Segment, User
+from models.tables import Membership, Operation, Reason, Segment, User
 
 # A membership is live when its segment is live and it has not expired; reads filter on
 # this, so an expired membership disappears at once, swept or not.
@@ -36,6 +36,19 @@ _END = """
              THEN 'segment_deleted' ELSE 'ttl' END AS reason,
         LEAST(m.expires_at, s.deleted_at) AS at, true AS event
 """
+
+
+# The statements of a manual change, run on every PATCH/DELETE /users: plain SQL, as
+# building them with the query builder tripled the web process's CPU per write
+# (docs/benchmarks.md, "Writes after the merge").
+_LOCK_USER = "SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE"
+_LOCK_SEGMENTS = """SELECT name, id FROM segments WHERE deleted_at IS NULL AND name = ANY(%s)
+                    ORDER BY id FOR SHARE"""
+_SET_EXPIRY = """UPDATE memberships SET expires_at = clock_timestamp() + make_interval(secs => %s)
+                 WHERE user_id = %s AND segment_id = ANY(%s)"""
+_CLEAR_OPT_OUTS = "DELETE FROM segment_opt_outs WHERE user_id = %s AND segment_id = ANY(%s)"
+_OPT_OUT = """INSERT INTO segment_opt_outs (segment_id, user_id)
+              SELECT unnest(%s::int[]) AS s, %s ORDER BY s ON CONFLICT DO NOTHING"""
 
 
 @dataclass(frozen=True)
@@ -94,21 +107,14 @@ def _lock_user(user_id: int) -> None:
     """Changes to one user's memberships run one at a time: no lock-order deadlock
     between two requests for the same user, and a bulk batch (which share-locks its
     users) never acts on a snapshot older than a manual change."""
-    query = User.select(User.id).where(User.id == user_id).for_update("FOR NO KEY UPDATE")
-    if not query.exists():
+    if db.execute_sql(_LOCK_USER, (user_id,)).fetchone() is None:
         raise NotFound.user(user_id)
 
 
 def _lock_live_segments(names: list[str]) -> dict[str, int]:
     """Ids of the named live segments, share-locked so a concurrent delete or percent
     change waits for this transaction. Raises NotFound naming every unknown one."""
-    query = (
-        Segment.select(Segment.name, Segment.id)
-        .where(Segment.deleted_at.is_null(), Segment.name.in_(names))
-        .order_by(Segment.id)
-        .for_update("FOR SHARE")
-    )
-    found = dict(query.tuples())
+    found = dict(db.execute_sql(_LOCK_SEGMENTS, (names,)).fetchall())
     unknown = sorted(set(names) - found.keys())
     if unknown:
         raise NotFound(f"unknown segments: {', '.join(unknown)}", segments=unknown)
@@ -129,13 +135,11 @@ def _add(user_id: int, segment_ids: list[int], active_time: int | None) -> None:
         {"user": user_id, "ids": segment_ids, "reason": Reason.MANUAL.value},
         Operation.ADD,
     )
-    mine = (Membership.user == user_id) & Membership.segment.in_(segment_ids)
     if active_time is not None:
         # Read the clock only now, after the add events: an expiry never precedes its add.
-        expiry = SQL("clock_timestamp() + make_interval(secs => %s)", (active_time,))
-        Membership.update(expires_at=expiry).where(mine).execute()
+        db.execute_sql(_SET_EXPIRY, (active_time, user_id, segment_ids))
     # Memberships first, opt-outs second, in every path: one lock order.
-    OptOut.delete().where((OptOut.user == user_id) & OptOut.segment.in_(segment_ids)).execute()
+    db.execute_sql(_CLEAR_OPT_OUTS, (user_id, segment_ids))
 
 
 def _remove(user_id: int, segment_ids: list[int]) -> set[int]:
@@ -148,9 +152,7 @@ def _remove(user_id: int, segment_ids: list[int]) -> set[int]:
         result="SELECT segment_id FROM changed",
     )
     # The person's choice outlives the membership: auto assignment leaves them out.
-    OptOut.insert_many(
-        [{"segment": sid, "user": user_id} for sid in sorted(segment_ids)]
-    ).on_conflict_ignore().execute()
+    db.execute_sql(_OPT_OUT, (segment_ids, user_id))
     return {r[0] for r in rows}
 
 

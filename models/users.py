@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from models.buckets import falls_in
-from models.db import read_only, unit_of_work
+from models.db import db, read_only, unit_of_work
 from models.errors import Conflict
 from models.events import change_with_events
 from models.segments import hold_auto_segments_shared
-from models.tables import Operation, Reason, Segment, User
+from models.tables import Operation, Reason, User
+
+# Plain SQL on this write path, like a manual change's (models/memberships.py).
+_CREATE = "INSERT INTO users (id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING id"
+_AUTO_SEGMENTS = """SELECT id, name, salt, auto_percent FROM segments
+                    WHERE deleted_at IS NULL AND auto_percent > 0"""
 
 
 @unit_of_work
@@ -20,12 +25,10 @@ def create_user(user_id: int) -> list[str]:
     # percent changes: either this user is committed before such a job scans the users,
     # or this transaction sees the segment's new percentage. No user is ever missed.
     hold_auto_segments_shared()
-    if not list(User.insert(id=user_id).on_conflict_ignore().returning(User.id).execute()):
+    if db.execute_sql(_CREATE, (user_id,)).fetchone() is None:
         raise Conflict(f"user {user_id} already exists", id=user_id)
-    auto = Segment.select(Segment.id, Segment.name, Segment.salt, Segment.auto_percent).where(
-        Segment.deleted_at.is_null(), Segment.auto_percent > 0
-    )
-    chosen = sorted((s.name, s.id) for s in auto if falls_in(s.salt, user_id, s.auto_percent))
+    auto = db.execute_sql(_AUTO_SEGMENTS).fetchall()
+    chosen = sorted((name, sid) for sid, name, salt, pct in auto if falls_in(salt, user_id, pct))
     if chosen:
         change_with_events(
             """INSERT INTO memberships (user_id, segment_id, source)
