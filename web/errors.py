@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 import peewee
+import psycopg2
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from playhouse.pool import MaxConnectionsExceeded
@@ -62,7 +63,8 @@ RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock: the server is
 
 
 def on_database_unavailable(request: Request, exc: Exception) -> Response:
-    if getattr(getattr(exc, "orig", None), "pgcode", None) in RETRYABLE:
+    # peewee wraps the driver's error (in .orig); the hot read raises the driver's own.
+    if getattr(getattr(exc, "orig", exc), "pgcode", None) in RETRYABLE:
         return error_response(503, "concurrent update, retry the request")
     # One dead connection usually means the server restarted or dropped them all: drop
     # the idle ones too, so each does not cost a client a failed request of its own.
@@ -100,6 +102,8 @@ EXCEPTION_HANDLERS = {
         DomainError: on_domain_error,
         peewee.OperationalError: on_database_unavailable,
         peewee.InterfaceError: on_database_unavailable,
+        psycopg2.OperationalError: on_database_unavailable,
+        psycopg2.InterfaceError: on_database_unavailable,
         MaxConnectionsExceeded: on_database_unavailable,
         Exception: on_unexpected,
     }.items()
