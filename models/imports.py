@@ -134,19 +134,20 @@ class Upload:
         self.conn.close()
 
 
+def _column(sql: str, params: tuple) -> list[int]:
+    return [row[0] for row in db.execute_sql(sql, params).fetchall()]
+
+
 def _known_users(ids: list[int], create: bool) -> list[int]:
     """The listed users that exist (created first when ``create``), row-locked in id
     order like a manual change, so one user's changes never interleave."""
     if create:
         hold_auto_segments_shared()  # as POST /users: no auto assignment misses them
-        created = [
-            r[0]
-            for r in db.execute_sql(
-                "INSERT INTO users (id) SELECT unnest(%s::bigint[]) ORDER BY 1 "
-                "ON CONFLICT DO NOTHING RETURNING id",
-                (ids,),
-            ).fetchall()
-        ]
+        created = _column(
+            "INSERT INTO users (id) SELECT unnest(%s::bigint[]) ORDER BY 1 "
+            "ON CONFLICT DO NOTHING RETURNING id",
+            (ids,),
+        )
         if created:
             # The auto segments each new user falls in, as POST /users gives them.
             change_with_events(
@@ -159,10 +160,7 @@ def _known_users(ids: list[int], create: bool) -> list[int]:
                 {"users": created, "reason": Reason.AUTO.value},
                 Operation.ADD,
             )
-    rows = db.execute_sql(
-        "SELECT id FROM users WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (ids,)
-    ).fetchall()
-    return [r[0] for r in rows]
+    return _column("SELECT id FROM users WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (ids,))
 
 
 def _end_expired(segment_id: int, users: list[int]) -> None:
@@ -224,14 +222,11 @@ def _remove(segment_id: int, users: list[int], sources: tuple[str, ...]) -> int:
 
 
 def _listed_batch(job: Job, options: ImportOptions, size: int) -> BatchResult:
-    ids = [
-        r[0]
-        for r in db.execute_sql(
-            "SELECT DISTINCT user_id FROM import_staging WHERE job_id = %s AND user_id > %s "
-            "ORDER BY user_id LIMIT %s",
-            (job.id, job.checkpoint, size),
-        ).fetchall()
-    ]
+    ids = _column(
+        "SELECT DISTINCT user_id FROM import_staging WHERE job_id = %s AND user_id > %s "
+        "ORDER BY user_id LIMIT %s",
+        (job.id, job.checkpoint, size),
+    )
     if not ids:
         if options.mode is Mode.REPLACE:
             return BatchResult(0, 0, False, phase=UNLISTED)
@@ -253,25 +248,19 @@ def _listed_batch(job: Job, options: ImportOptions, size: int) -> BatchResult:
 def _unlisted_batch(job: Job, size: int) -> BatchResult:
     """replace: the next members by id; those added by a person or an import and not in
     the list are removed. Auto members stay."""
-    members = [
-        r[0]
-        for r in db.execute_sql(
-            "SELECT user_id FROM memberships WHERE segment_id = %s AND user_id > %s "
-            "ORDER BY user_id LIMIT %s",
-            (job.segment_id, job.checkpoint, size),
-        ).fetchall()
-    ]
+    members = _column(
+        "SELECT user_id FROM memberships WHERE segment_id = %s AND user_id > %s "
+        "ORDER BY user_id LIMIT %s",
+        (job.segment_id, job.checkpoint, size),
+    )
     if not members:
         return BatchResult(job.checkpoint, 0, True, phase=UNLISTED)
-    unlisted = [
-        r[0]
-        for r in db.execute_sql(
-            """SELECT u FROM unnest(%s::bigint[]) u WHERE NOT EXISTS (
-                   SELECT 1 FROM import_staging s WHERE s.job_id = %s AND s.user_id = u)
-               ORDER BY u""",
-            (members, job.id),
-        ).fetchall()
-    ]
+    unlisted = _column(
+        """SELECT u FROM unnest(%s::bigint[]) u WHERE NOT EXISTS (
+               SELECT 1 FROM import_staging s WHERE s.job_id = %s AND s.user_id = u)
+           ORDER BY u""",
+        (members, job.id),
+    )
     removed = 0
     if unlisted:
         db.execute_sql(
