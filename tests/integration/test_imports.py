@@ -193,3 +193,18 @@ def test_segment_deleted_while_its_import_runs(client, sql):
     assert sql.fetchone()[0] == 0
     assert staged(sql)[1] == 0
     assert verify()["ok"]
+
+
+def test_unknown_parameters_compressed_or_binary_bodies_change_nothing(client, sql):
+    setup_segment(client)
+    r = client.post("/segments/S/users?actoin=remove", content=b"1\n", headers=CSV)
+    assert r.status_code == 400 and "actoin" in r.json()["error"]
+    gz = {**CSV, "Content-Encoding": "gzip"}
+    assert (
+        client.post("/segments/S/users", content=b"\x1f\x8b\x08\x00", headers=gz).status_code == 415
+    )
+    r = client.post("/segments/S/users", content=b"\x00\x01\xff\xfe\n", headers=CSV)
+    assert r.status_code == 400 and r.json()["details"]["line"] == 1
+    r = client.post("/segments/S/users", content=b"id\n1\n", headers=CSV)
+    assert r.status_code == 400 and r.json()["details"]["line"] == 1
+    assert staged(sql) == (0, 0)

@@ -29,6 +29,8 @@ from web.schemas import (
 )
 from workers.actors import enqueue_job
 
+IMPORT_PARAMETERS = {"action", "active_time", "mode", "create_users"}
+
 
 def _import_options(action: str, active_time: str | None, mode: str, create: str):
     options = ImportOptions(
@@ -119,6 +121,14 @@ class SegmentController(Controller):
         """One id per line (text/csv, text/plain) or JSON {"ids": [...]}, up to 64 MiB,
         streamed into the database. 202 with the job; a repeated Idempotency-Key with the
         same body answers 200 with the original job and starts nothing."""
+        unknown = sorted(set(request.query_params) - IMPORT_PARAMETERS)
+        if unknown:
+            raise Invalid(f"unknown query parameters: {', '.join(unknown)}", parameters=unknown)
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":
+            return error_response(
+                415, f"Content-Encoding {encoding!r} is not accepted: send the list uncompressed"
+            )
         options = _import_options(action, active_time, mode, create_users)
         key = uploads.idempotency_key(request.headers.get("idempotency-key"))
         try:
