@@ -25,11 +25,17 @@ from bench import generate
 from bench.common import bench_dsn, connect, dbname, load_note, progress, psql_args
 from bench.load import Load
 from bench.meta import git_revision, machine
-from bench.steps import bulk, csv, reads, writes
+from bench.steps import bulk, csv, imports, reads, writes
 from scripts.procs import BIN, Proc, free_port, procfile_entries
 
 BENCH = Path(__file__).resolve().parent
-STEPS = {"reads": reads.run, "writes": writes.run, "bulk": bulk.run, "csv": csv.run}
+STEPS = {
+    "reads": reads.run,
+    "writes": writes.run,
+    "bulk": bulk.run,
+    "csv": csv.run,
+    "imports": imports.run,
+}
 
 
 class Bench:
