@@ -79,3 +79,21 @@ def test_import_resumes_after_its_worker_is_killed(stack, sql):
     sql.execute("SELECT count(*), count(DISTINCT user_id) FROM history WHERE reason = 'import'")
     assert sql.fetchone() == (60000, 60000)
     assert verify()["ok"]
+
+
+def test_an_upload_cut_off_half_way_records_nothing(web_only, sql):
+    import socket
+
+    web_only.http.post("/segments", json={"segment": "CUT"})
+    sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 100) g")
+    part = b"".join(b"%d\n" % i for i in range(1, 101)) * 100
+    with socket.create_connection(("127.0.0.1", web_only.port)) as s:
+        s.sendall(
+            b"POST /segments/CUT/users HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+            b"Content-Length: %d\r\n\r\n" % (len(part) * 10) + part
+        )
+        time.sleep(0.5)  # the server has staged what it got so far
+    time.sleep(1.5)
+    sql.execute("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM import_staging)")
+    assert sql.fetchone() == (0, 0)
+    assert web_only.http.get("/health").status_code == 200
