@@ -22,6 +22,7 @@ log = logging.getLogger("workers.actors")
 
 HOUR_MS = 3_600_000
 WEBHOOK_BATCHES_PER_MESSAGE = 5
+MIN_BATCH = 100
 
 
 def run_job(job_id: int) -> None:
@@ -33,7 +34,11 @@ def run_job(job_id: int) -> None:
         return  # finished, or another worker holds a live lease: a duplicate message
     started = time.monotonic()
     # Batches sized by time (JOB_CHUNK_TIME_MS), starting from BATCH_SIZE rows.
-    sizer = ChunkSizer(settings.job_chunk_time, settings.batch_size)
+    # Never below 100 rows (unless BATCH_SIZE asks for less): a batch's fixed cost
+    # (job row, lease, commit) must not shrink the batches down to one row each.
+    sizer = ChunkSizer(
+        settings.job_chunk_time, settings.batch_size, low=min(MIN_BATCH, settings.batch_size)
+    )
     try:
         while True:
             batch_started = time.monotonic()
