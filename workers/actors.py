@@ -22,7 +22,7 @@ log = logging.getLogger("workers.actors")
 
 HOUR_MS = 3_600_000
 WEBHOOK_BATCHES_PER_MESSAGE = 5
-MIN_BATCH = 100
+MIN_BATCH = 1000
 
 
 def run_job(job_id: int) -> None:
@@ -34,8 +34,10 @@ def run_job(job_id: int) -> None:
         return  # finished, or another worker holds a live lease: a duplicate message
     started = time.monotonic()
     # Batches sized by time (JOB_CHUNK_TIME_MS), starting from BATCH_SIZE rows.
-    # Never below 100 rows (unless BATCH_SIZE asks for less): a batch's fixed cost
-    # (job row, lease, commit) must not shrink the batches down to one row each.
+    # Never below MIN_BATCH rows (unless BATCH_SIZE asks for less). Under load a batch's
+    # fixed cost (job row, lease, commit, each a round trip waiting for a core) nears
+    # the chunk time, and sizing by time alone then shrank an import to 100-row batches
+    # at 1,000 ids/s (docs/benchmarks.md).
     sizer = ChunkSizer(
         settings.job_chunk_time, settings.batch_size, low=min(MIN_BATCH, settings.batch_size)
     )
