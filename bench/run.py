@@ -25,7 +25,7 @@ from bench import generate
 from bench.common import bench_dsn, connect, dbname, load_note, progress, psql_args
 from bench.load import Load
 from bench.meta import git_revision, machine
-from bench.steps import bulk, csv, imports, reads, writes
+from bench.steps import bulk, csv, imports, reads, webhooks, writes
 from scripts.procs import BIN, Proc, free_port, procfile_entries
 
 BENCH = Path(__file__).resolve().parent
@@ -35,6 +35,7 @@ STEPS = {
     "bulk": bulk.run,
     "csv": csv.run,
     "imports": imports.run,
+    "webhooks": webhooks.run,
 }
 
 
