@@ -69,8 +69,16 @@ def test_signed_batches_of_every_change_after_creation(hooked, sql):
         assert headers["X-Segments-Delivery"]
         ids = [e["id"] for e in json.loads(body)["events"]]
         assert ids == sorted(ids) and 1 <= len(ids) <= 1000
-    state = http.get(f"/webhooks/{created['id']}").json()
-    assert state["cursor"] == expected[-1] and state["pending"] == 0 and "secret" not in state
+    # The cursor moves once the worker has the receiver's answer: a moment after it.
+    state = wait_for(
+        lambda: (
+            (st := http.get(f"/webhooks/{created['id']}").json())["cursor"] == expected[-1] and st
+        ),
+        10,
+        "the cursor to pass the last event",
+    )
+    assert state["pending"] == 0 and state["delivered"] == len(expected)
+    assert "secret" not in state
 
 
 def test_an_event_committed_after_later_ones_is_not_skipped(hooked, sql):
