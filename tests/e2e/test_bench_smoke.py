@@ -56,4 +56,9 @@ def test_bench_harness_runs_at_tiny_n(tmp_path: Path, clean_db: None) -> None:
     csv = r["csv"]
     assert csv["rows"] > 0 and csv["service"]["http_status"] == 200
     assert csv["service"]["bytes"] > 0 and csv["floor_copy"]["bytes"] > 0
+    imports = r["imports"]
+    assert imports["ids"] == 2000 and imports["service"]["job"]["state"] == "done"
+    assert imports["service"]["job"]["result"]["added"] == 2000 and imports["floor_seconds"] > 0
+    webhooks = r["webhooks"]
+    assert webhooks["events"] > 0 and webhooks["received"] == webhooks["events"]
     assert "| measurement |" in out.stdout
