@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 
 import psycopg2
@@ -70,3 +71,32 @@ def load_note() -> dict:
         pass
     la = os.getloadavg()
     return {"loadavg_1m": round(la[0], 2), "foreign_pytest_pids": others}
+
+
+class RssSampler:
+    """The peak resident memory of a process tree (the web server and its workers),
+    sampled every 20 ms between ``start`` and ``stop``."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.base = self.peak = self.rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def rss(self) -> int:
+        procs = [self.root, *self.root.children(recursive=True)]
+        return sum(p.memory_info().rss for p in procs if p.is_running())
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.02)
+
+    def stop(self) -> float:
+        """Stop sampling; the growth over the start, in MB."""
+        self._stop.set()
+        self._thread.join()
+        return round((self.peak - self.base) / 2**20, 1)

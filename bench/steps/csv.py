@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 import time
 
 import httpx
-import psutil
 
-from bench.common import dbname, progress, psql_args
+from bench.common import RssSampler, dbname, progress, psql_args
 
 
 def run(b) -> tuple[dict, list[str]]:
@@ -23,23 +21,7 @@ def run(b) -> tuple[dict, list[str]]:
         (start + " UTC", end + " UTC"),
     )[0]
     out: dict = {"month": b.meta["month"], "rows": rows}
-    web = psutil.Process(b.procs["web"].pid)
-
-    def rss() -> int:
-        procs = [web, *web.children(recursive=True)]
-        return sum(p.memory_info().rss for p in procs if p.is_running())
-
-    peak = [0]
-    stop = threading.Event()
-
-    def sampler() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], rss())
-            time.sleep(0.02)
-
-    base = rss()
-    th = threading.Thread(target=sampler)
-    th.start()
+    sampler = RssSampler(b.procs["web"].pid)
     progress(f"csv: GET /history?year={year}&month={month} ({rows:,} rows)")
     t0 = time.perf_counter()
     url = f"{b.url}/history?year={year}&month={month}"
@@ -57,17 +39,16 @@ def run(b) -> tuple[dict, list[str]]:
             for chunk in r.iter_raw():
                 nbytes += len(chunk)
     elapsed = time.perf_counter() - t0
-    stop.set()
-    th.join()
+    growth = sampler.stop()
     out["service"] = {
         "http_status": int(code),
         "seconds": round(elapsed, 3),
         "bytes": nbytes,
         "rows_per_s": round(rows / elapsed),
         "mb_per_s": round(nbytes / elapsed / 1e6, 1),
-        "rss_base_mb": round(base / 2**20, 1),
-        "rss_peak_mb": round(peak[0] / 2**20, 1),
-        "rss_growth_mb": round((peak[0] - base) / 2**20, 1),
+        "rss_base_mb": round(sampler.base / 2**20, 1),
+        "rss_peak_mb": round(sampler.peak / 2**20, 1),
+        "rss_growth_mb": growth,
     }
     progress("csv: floor (COPY (same SELECT) TO STDOUT through psql)")
     select = f"""SELECT h.user_id || ';' || s.name || ';' || h.operation || ';'

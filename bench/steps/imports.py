@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
-
-from bench.common import dbname, progress, psql_args
+from bench.common import RssSampler, dbname, progress, psql_args
 
 SEGMENT, FLOOR_SEGMENT = "BENCHRUN_IMPORT", "BENCHRUN_IMPORT_FLOOR"
 
@@ -27,34 +24,10 @@ def _ids_file(n: int) -> Path:
     return path
 
 
-def _rss_sampler(pid: int):
-    web = psutil.Process(pid)
-    peak, stop = [0], threading.Event()
-
-    def rss() -> int:
-        return sum(p.memory_info().rss for p in [web, *web.children(recursive=True)])
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], rss())
-            time.sleep(0.02)
-
-    base = rss()
-    th = threading.Thread(target=sample)
-    th.start()
-
-    def finish() -> float:
-        stop.set()
-        th.join()
-        return round((peak[0] - base) / 2**20, 1)
-
-    return finish
-
-
 def _service(b, path: Path, n: int) -> dict:
     b.http.post("/segments", json={"segment": SEGMENT})
     progress(f"imports: uploading {n:,} ids")
-    growth = _rss_sampler(b.procs["web"].pid)
+    sampler = RssSampler(b.procs["web"].pid)
     t0 = time.perf_counter()
     out = subprocess.run(
         ["curl", "-sS", "-XPOST", f"{b.url}/segments/{SEGMENT}/users",
@@ -62,7 +35,7 @@ def _service(b, path: Path, n: int) -> dict:
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     upload = time.perf_counter() - t0
-    rss = growth()
+    rss = sampler.stop()
     job_id = int(out.split('"job_id":')[1].split(",")[0])
     progress("imports: job running, reads at 8 connections meanwhile")
     finish_reads = b.load.start(b.url, 8, "reads.lua", [str(b.users)])
