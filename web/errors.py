@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
-import msgspec
 import peewee
 import psycopg2
 from litestar import MediaType, Request, Response
@@ -80,31 +77,15 @@ def on_unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal error")
 
 
-def _headers_only_for_head(handler: Callable[[Request, Any], Response]):
-    """An error to a HEAD request keeps its status and headers and sends no body
-    (RFC 9110 9.3.2); Content-Length still says what a GET would have received."""
-
-    def handle(request: Request, exc: Any) -> Response:
-        response = handler(request, exc)
-        if request.method == "HEAD":
-            length = len(msgspec.json.encode(response.content))
-            response.content = b""
-            response.headers["Content-Length"] = str(length)
-        return response
-
-    return handle
-
-
+# A HEAD request's error keeps its status and headers and loses its body in the app-wide
+# middleware (web/middleware.py), like every HEAD answer.
 EXCEPTION_HANDLERS = {
-    exc_type: _headers_only_for_head(handler)
-    for exc_type, handler in {
-        HTTPException: on_http_error,
-        DomainError: on_domain_error,
-        peewee.OperationalError: on_database_unavailable,
-        peewee.InterfaceError: on_database_unavailable,
-        psycopg2.OperationalError: on_database_unavailable,
-        psycopg2.InterfaceError: on_database_unavailable,
-        MaxConnectionsExceeded: on_database_unavailable,
-        Exception: on_unexpected,
-    }.items()
+    HTTPException: on_http_error,
+    DomainError: on_domain_error,
+    peewee.OperationalError: on_database_unavailable,
+    peewee.InterfaceError: on_database_unavailable,
+    psycopg2.OperationalError: on_database_unavailable,
+    psycopg2.InterfaceError: on_database_unavailable,
+    MaxConnectionsExceeded: on_database_unavailable,
+    Exception: on_unexpected,
 }
