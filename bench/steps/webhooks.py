@@ -3,35 +3,11 @@ a local receiver has all of them, against the job's own time (issue 12 item 6)."
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bench.common import progress
-
-
-class _Receiver:
-    def __init__(self) -> None:
-        self.ids: set[int] = set()
-        self.last = 0.0
-        lock, ids, me = threading.Lock(), self.ids, self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with lock:
-                    ids.update(e["id"] for e in json.loads(body)["events"])
-                    me.last = time.perf_counter()
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+from scripts.receiver import Receiver
 
 
 def _dispatcher(b, stop: threading.Event) -> None:
@@ -46,7 +22,7 @@ def _dispatcher(b, stop: threading.Event) -> None:
 
 
 def run(b) -> tuple[dict, list[str]]:
-    receiver = _Receiver()
+    receiver = Receiver()
     hook = b.http.post("/webhooks", json={"url": receiver.url}).json()
     stop = threading.Event()
     threading.Thread(target=_dispatcher, args=(b, stop), daemon=True).start()
@@ -68,7 +44,7 @@ def run(b) -> tuple[dict, list[str]]:
     delivered = receiver.last - t0
     stop.set()
     b.http.delete(f"/webhooks/{hook['id']}")
-    receiver.server.shutdown()
+    receiver.close()
     ratio = round(delivered / job_seconds, 2)
     out = {
         "events": events,

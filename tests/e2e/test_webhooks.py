@@ -11,8 +11,8 @@ import time
 import psycopg2
 import pytest
 
+from scripts.receiver import Receiver
 from tests.e2e.conftest import wait_for
-from tests.e2e.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,5 @@
-"""A webhook receiver for the tests: records every POST, answers what it is told to."""
+"""A local webhook receiver for the e2e tests and the benchmark: records every batch it
+acknowledges (headers, body, event ids, when), answers the status it is told to."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Receiver:
     def __init__(self) -> None:
         self.posts: list[tuple[dict, bytes]] = []  # (headers, body)
+        self.ids: set[int] = set()  # every event id acknowledged
+        self.last = 0.0  # perf_counter() of the last acknowledged batch
         self.status = 200
         self.lock = threading.Lock()
         receiver = self
@@ -22,6 +25,8 @@ class Receiver:
                     status = receiver.status
                     if 200 <= status < 300:
                         receiver.posts.append((dict(self.headers), body))
+                        receiver.ids.update(e["id"] for e in json.loads(body)["events"])
+                        receiver.last = time.perf_counter()
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
