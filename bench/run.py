@@ -26,7 +26,7 @@ from bench.common import bench_dsn, connect, dbname, load_note, progress, psql_a
 from bench.load import Load
 from bench.meta import git_revision, machine
 from bench.steps import bulk, csv, imports, reads, webhooks, writes
-from scripts.procs import BIN, Proc, free_port, procfile_entries
+from scripts.procs import Proc, free_port, procfile_entries
 
 BENCH = Path(__file__).resolve().parent
 STEPS = {
@@ -57,7 +57,6 @@ class Bench:
             "SERVER_HOST": f"127.0.0.1:{self.port}",
             "QUEUE_NAMESPACE": args.namespace,
             "PYTHONUNBUFFERED": "1",
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         self.env.pop("LOG_FILE_PATH", None)
         self.procs: dict[str, Proc] = {}

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import connect, dbname, progress
-from scripts.procs import BIN, Proc, free_port
+from scripts.procs import Proc, free_port
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=segments_soak sslmode=disable"
 SEGMENTS = [f"SOAK_{i}" for i in range(20)]
@@ -104,7 +104,6 @@ def soak(
         "SERVER_HOST": f"127.0.0.1:{port}",
         "QUEUE_NAMESPACE": f"soak-{dbname(dsn)}",
         "SWEEP_INTERVAL": "1",
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     logdir = Path(tempfile.mkdtemp(prefix="soak-"))
     procs = {name: Proc(name, env, logdir) for name in ("web", "worker", "scheduler")}

@@ -138,9 +138,14 @@ def _column(sql: str, params: tuple) -> list[int]:
     return [row[0] for row in db.execute_sql(sql, params).fetchall()]
 
 
+def _lock_users(ids: list[int]) -> list[int]:
+    """The existing ones of ``ids``, row-locked in id order like a manual change, so one
+    user's changes never interleave and two batches never lock in crossed order."""
+    return _column("SELECT id FROM users WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (ids,))
+
+
 def _known_users(ids: list[int], create: bool) -> list[int]:
-    """The listed users that exist (created first when ``create``), row-locked in id
-    order like a manual change, so one user's changes never interleave."""
+    """The listed users that exist (created first when ``create``), row-locked."""
     if create:
         hold_auto_segments_shared()  # as POST /users: no auto assignment misses them
         created = _column(
@@ -160,7 +165,7 @@ def _known_users(ids: list[int], create: bool) -> list[int]:
                 {"users": created, "reason": Reason.AUTO.value},
                 Operation.ADD,
             )
-    return _column("SELECT id FROM users WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (ids,))
+    return _lock_users(ids)
 
 
 def _end_expired(segment_id: int, users: list[int]) -> None:
@@ -271,9 +276,7 @@ def _unlisted_batch(job: Job, size: int) -> BatchResult:
     )
     removed = 0
     if unlisted:
-        db.execute_sql(
-            "SELECT id FROM users WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (unlisted,)
-        )
+        _lock_users(unlisted)
         _end_expired(job.segment_id, unlisted)
         removed = _remove(job.segment_id, unlisted, ("manual", "import"))
     return BatchResult(
