@@ -78,12 +78,10 @@ class Upload:
         row = self.cur.fetchone()
         if row is None:
             raise NotFound(f"segment {self.segment} not found", segment=self.segment)
-        params = {
-            k: str(v) if isinstance(v, StrEnum) else v for k, v in asdict(self.options).items()
-        }
         self.cur.execute(
             "INSERT INTO jobs (kind, segment_id, params) VALUES (%s, %s, %s) RETURNING id",
-            (JobKind.IMPORT.value, row[0], json.dumps(params)),
+            # StrEnum members are str: they are written as their values.
+            (JobKind.IMPORT.value, row[0], json.dumps(asdict(self.options))),
         )
         self.job_id = self.cur.fetchone()[0]
 
