@@ -28,6 +28,11 @@ from bench.common import RUN_PREFIX, bench_dsn, connect, dbname, dsn_params, pro
 SEGMENTS = 100
 SEED = 20261126
 CHUNK_USERS = 20_000
+# The probe month: the same 1,000,000 events at every N (500,000 users each added to
+# and removed from one segment), two months before the generated one. Its CSV time
+# shows whether a month's report depends on the volume of the other months.
+PROBE_USERS = 500_000
+PROBE_MONTHS_BACK = 2
 
 
 class _Stream(io.RawIOBase):
@@ -152,7 +157,7 @@ def generate(dsn: str, n: int, force: bool = False) -> dict[str, str]:
             progress(f"database {dbname(dsn)} already holds {n:,} users: reusing it")
             conn.close()
             reset(dsn)
-            return meta
+            return ensure_probe_month(dsn)
 
     started = time.monotonic()
     now = datetime.now(UTC).replace(microsecond=0)
@@ -230,6 +235,52 @@ def generate(dsn: str, n: int, force: bool = False) -> dict[str, str]:
         f"done: {n:,} users, {mem_rows:,} memberships, {hist_rows:,} history rows "
         f"in {time.monotonic() - started:.0f}s"
     )
+    return ensure_probe_month(dsn)
+
+
+def ensure_probe_month(dsn: str) -> dict[str, str]:
+    """Add the probe month's events once (databases generated before it existed get it
+    on their next reuse); the generated history's last id moves past them, so ``reset``
+    keeps them. One transaction: the events and the note that they exist."""
+    conn = connect(dsn, autocommit=False)
+    with conn.cursor() as cur:
+        meta = read_meta(cur)
+        if "probe_month" not in meta:
+            year, month = (int(x) for x in meta["month"].split("-"))
+            month -= PROBE_MONTHS_BACK
+            if month < 1:
+                year, month = year - 1, month + 12
+            start = f"{year:04d}-{month:02d}-01 UTC"
+            probe_users = min(PROBE_USERS, int(meta["users"]))
+            progress(f"probe month {year:04d}-{month:02d}: {2 * probe_users:,} events")
+            # Each user's add and remove, half a day apart, at a time spread over the
+            # month's first 27 days; the segment is drawn from the user id.
+            cur.execute(
+                """INSERT INTO history (user_id, segment_id, operation, reason, at)
+                   SELECT u, s.ids[1 + u %% array_length(s.ids, 1)], op.name, 'manual',
+                          %(start)s::timestamptz
+                            + (u %% 27) * interval '1 day' + (u %% 86400) * interval '1 second'
+                            + op.shift
+                   FROM generate_series(1, %(users)s) AS u,
+                        (SELECT array_agg(id ORDER BY id) AS ids FROM segments
+                         WHERE name LIKE 'BENCH_SEG_%%') AS s,
+                        (VALUES ('add', interval '0'), ('remove', interval '12 hours'))
+                          AS op (name, shift)""",
+                {"start": start, "users": probe_users},
+            )
+            cur.execute("SELECT count(*), max(id) FROM history")
+            rows, max_id = cur.fetchone()
+            meta.update(
+                probe_month=f"{year:04d}-{month:02d}",
+                probe_rows=str(2 * probe_users),
+                history_rows=str(rows),
+                history_max_id=str(max_id),
+            )
+            cur.execute("DELETE FROM bench_meta")
+            cur.executemany("INSERT INTO bench_meta VALUES (%s, %s)", list(meta.items()))
+            cur.execute("ANALYZE history")
+    conn.commit()
+    conn.close()
     return meta
 
 
