@@ -225,6 +225,8 @@ def main() -> None:
     ap.add_argument("--write-levels", default="8,32", help="write concurrency levels")
     ap.add_argument("--chunk-times", default="", help="JOB_CHUNK_TIME_MS values for the bulk "
                     "step's curve (default: the worker's default only)")  # fmt: skip
+    ap.add_argument("--csv-months", default="main,probe", help="the csv step's months: "
+                    "main (5 events per user), probe (1M events at any N)")  # fmt: skip
     ap.add_argument("--python-client", action="store_true", help="use httpx threads, not wrk")
     ap.add_argument(
         "--wait-quiet",

@@ -13,9 +13,10 @@ from bench.common import RssSampler, dbname, progress, psql_args
 
 
 def run(b) -> tuple[dict, list[str]]:
-    out = _month(b, b.meta["month"])
-    rows = [_row(out)]
-    if "probe_month" in b.meta:
+    months = b.args.csv_months.split(",")
+    out: dict = _month(b, b.meta["month"]) if "main" in months else {}
+    rows = [_row(out)] if out else []
+    if "probe" in months and "probe_month" in b.meta:
         # The same 1M events at every N: its time should not grow with the other months.
         out["probe"] = _month(b, b.meta["probe_month"])
         rows.append(_row(out["probe"]))
