@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -236,6 +237,8 @@ def main() -> None:
     )
     ap.add_argument("--results-dir", default=str(BENCH / "results"))
     args = ap.parse_args()
+    # A kill (SIGTERM) unwinds like Ctrl-C, so the web and worker the run started stop too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     Bench(args).run()
 
 
