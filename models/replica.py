@@ -152,7 +152,8 @@ class LagMonitor:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
         for conn in self._conns.values():
             conn.close()
 
