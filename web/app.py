@@ -16,7 +16,7 @@ from models.settings import Settings, load_settings
 from web import middleware
 from web.auth import token_guard
 from web.errors import EXCEPTION_HANDLERS
-from web.metrics import metrics, record_replica, register_job_metrics
+from web.metrics import forget_process, metrics, record_replica, register_job_metrics
 from web.openapi import use_msgspec_schemas
 from web.routes.health import health, ready
 from web.routes.history import HistoryController
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
         logging_config=None,  # models.logs configures logging for every process
         before_request=check_request,
         on_startup=[size_thread_pool, start_replica_monitor],
-        on_shutdown=[stop_monitor, close_pools],
+        on_shutdown=[stop_monitor, close_pools, forget_process],
         openapi_config=OpenAPIConfig(
             title="User segmentation service",
             version="1.0.0",

@@ -20,7 +20,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from models import jobs
@@ -39,6 +39,14 @@ REPLICA_IN_USE = Gauge(
     "Web processes whose reads go to the replica (0: the primary serves every read)",
     multiprocess_mode="livesum",
 )
+
+
+def forget_process() -> None:
+    """On shutdown: drop this process's "live" gauges, so a respawned worker's
+    predecessor is not counted."""
+    shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if shared:
+        mark_process_dead(os.getpid(), shared)
 
 
 def record_replica(status: ReplicaStatus) -> None:

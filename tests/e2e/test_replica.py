@@ -73,11 +73,15 @@ def _serving(stack, side: str, timeout: float = 15) -> dict:
     return wait_for(ready, timeout, f"reads served by the {side}")
 
 
-def _replica_in_use(stack) -> float:
+def _gauge(stack, name: str) -> float:
     for line in stack.http.get("/metrics").text.splitlines():
-        if line.startswith("segments_replica_in_use"):
+        if line.startswith(name + " "):
             return float(line.split()[-1])
-    raise AssertionError("no segments_replica_in_use in /metrics")
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def _replica_in_use(stack) -> float:
+    return _gauge(stack, "segments_replica_in_use")
 
 
 def _member(stack, uid: int, segment: str) -> None:
@@ -117,6 +121,7 @@ def test_reads_are_served_by_the_replica(web):
     export = stack.http.get(f"/segments/{name}/users.csv")
     assert export.status_code == 200 and export.text.splitlines()[1].startswith(f"{uid};manual;")
     assert _replica_in_use(stack) == 1
+    assert 0 <= _gauge(stack, "segments_replica_lag_seconds") <= MAX_LAG_MS / 1000
 
 
 def test_a_lagging_replica_hands_reads_to_the_primary(web):
@@ -134,6 +139,7 @@ def test_a_lagging_replica_hands_reads_to_the_primary(web):
         assert stack.http.get(f"/users/{uid}").json()["segments"] == []
         assert sides.served_by(f"read_user_segments({uid})") == "primary"
         assert _replica_in_use(stack) == 0
+        assert _gauge(stack, "segments_replica_lag_seconds") > MAX_LAG_MS / 1000
     finally:
         sides.replica_sql("SELECT pg_wal_replay_resume()")
     _serving(stack, "replica")
