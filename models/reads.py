@@ -11,12 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import peewee
-import psycopg2
-
 from models.db import Pool, db, fetchall, fetchone, replica
 from models.memberships import LIVE
-from models.replica import replica_read, router
+from models.replica import REPLICA_FAILED, replica_read, router
 
 _NAMES = f"""ARRAY(SELECT s.name FROM memberships m
                    JOIN segments s ON s.id = m.segment_id
@@ -57,7 +54,7 @@ def user_segments_in_loop(user_id: int) -> list[str] | None:
     if router.reads_from() is replica:
         try:
             return _kept_read(replica, user_id)
-        except (psycopg2.OperationalError, psycopg2.InterfaceError, peewee.DatabaseError) as exc:
+        except REPLICA_FAILED as exc:
             router.failed(exc)
     return _kept_read(db, user_id)
 

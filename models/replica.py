@@ -31,6 +31,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 CHECK_INTERVAL = 0.2  # seconds, at most
+# A read that raises one of these on the replica runs again on the primary: the server
+# went away, or cancelled the query (a recovery conflict, a statement timeout).
+REPLICA_FAILED = (
+    peewee.OperationalError,
+    peewee.InterfaceError,
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+)
 CHECK_TIMEOUT_MS = 1000
 # Whether the replica has replayed the WAL the primary had written now, and one check
 # ago; and how long ago the last transaction it replayed committed on the primary.
@@ -123,7 +131,7 @@ def replica_read(fn: Callable[P, R]) -> Callable[P, R]:
             try:
                 with reading_from(replica):
                     return fn(*args, **kwargs)
-            except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            except REPLICA_FAILED as exc:
                 router.failed(exc)
         with db.connection_context():
             return fn(*args, **kwargs)
@@ -138,8 +146,8 @@ class LagMonitor:
     def __init__(
         self, settings: Settings, on_check: Callable[[ReplicaStatus], None] | None = None
     ) -> None:
-        self.primary_params = {**settings.connect_params(), **_MONITOR_PARAMS}
-        self.replica_params = {**(settings.replica_connect_params() or {}), **_MONITOR_PARAMS}
+        self.primary_params = _monitor_params(settings.connect_params())
+        self.replica_params = _monitor_params(settings.replica_connect_params() or {})
         self.interval = min(CHECK_INTERVAL, settings.replica_max_lag_ms / 4000)
         self.on_check = on_check
         self._conns: dict[str, psycopg2.extensions.connection] = {}
@@ -159,7 +167,10 @@ class LagMonitor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.check()
+            try:
+                self.check()
+            except Exception:  # keep checking; reads fall back to the primary meanwhile
+                log.exception("replica lag check failed")
             self._stop.wait(self.interval)
 
     def check(self) -> Check:
@@ -169,11 +180,14 @@ class LagMonitor:
         except psycopg2.OperationalError as exc:
             check = Check(None, str(exc), time.monotonic())
         router.record(check)
-        if was_down and router.reads_from() is replica:
+        status = router.status()
+        if was_down != (status.serving is Side.PRIMARY):
+            log.warning("reads now go to the %s: %s", status.serving.value, status.reason)
+        if was_down and status.serving is Side.REPLICA:
             # Back after an outage: pooled connections from before it are dead.
             replica.close_idle()
         if self.on_check is not None:
-            self.on_check(router.status())
+            self.on_check(status)
         return check
 
     def _measure(self) -> Check:
@@ -212,11 +226,15 @@ class LagMonitor:
             raise psycopg2.OperationalError(f"{side} unreachable: {type(exc).__name__}") from None
 
 
-_MONITOR_PARAMS = {
-    "connect_timeout": "2",  # libpq's least
-    "application_name": "segments-replica-lag",
-    "options": f"-c statement_timeout={CHECK_TIMEOUT_MS}",
-}
+def _monitor_params(params: dict[str, str]) -> dict[str, str]:
+    options = f"{params.get('options', '')} -c statement_timeout={CHECK_TIMEOUT_MS}"
+    return {
+        **params,
+        "connect_timeout": "2",  # libpq's least
+        "application_name": "segments-replica-lag",
+        "options": options.strip(),
+    }
+
 
 _monitor: LagMonitor | None = None
 

@@ -34,8 +34,6 @@ listen_addresses = '127.0.0.1'
 wal_level = replica
 max_wal_senders = 4
 fsync = off
-synchronous_commit = off
-full_page_writes = off
 """
 
 
