@@ -7,9 +7,11 @@ that runs it and returns it when done (``db.connection_context()``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar, Token
 from typing import Any, ParamSpec, TypeVar
 
 import peewee
@@ -57,17 +59,36 @@ class Pool(PooledPostgresqlDatabase):
 # autoconnect=False: a query run without a borrowed connection is a bug, and should fail
 # loudly instead of silently pinning a pooled connection to a thread forever.
 db = Pool(None, autoconnect=False, autorollback=False)
+# The streaming replica (DATABASE_REPLICA_DSN), for the reads models/replica.py routes to
+# it; left uninitialised without one.
+replica = Pool(None, autoconnect=False, autorollback=False)
+
+# The database the current unit of work reads from: the replica inside a read routed
+# there (models/replica.py), else the primary.
+_reading: ContextVar[Pool] = ContextVar("reading", default=db)
+
+
+class _Request:
+    """Whether a request wrote; one object per request, shared by every copy of its
+    context (anyio copies it into each worker-thread call)."""
+
+    __slots__ = ("wrote",)
+
+    def __init__(self) -> None:
+        self.wrote = False
+
+
+_request: ContextVar[_Request | None] = ContextVar("request", default=None)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def init_db(settings: Settings) -> Pool:
-    params = settings.connect_params()
+def _init_pool(pool: Pool, params: dict[str, str], settings: Settings) -> None:
     dbname = params.pop("dbname", "postgres")
-    if not db.deferred:
-        db.close_all()  # re-initialised: pooled connections belong to the old settings
-    db.init(
+    if not pool.deferred:
+        pool.close_all()  # re-initialised: pooled connections belong to the old settings
+    pool.init(
         dbname,
         max_connections=settings.db_pool_size,
         # Without a timeout peewee's pool raises at once when exhausted; wait a little
@@ -81,8 +102,57 @@ def init_db(settings: Settings) -> Pool:
     # Imported here: reads builds on this module. Every process prepares the hot reads.
     from models.reads import STATEMENTS
 
-    db.prepare_on_connect(STATEMENTS)
+    pool.prepare_on_connect(STATEMENTS)
+
+
+def init_db(settings: Settings) -> Pool:
+    _init_pool(db, settings.connect_params(), settings)
+    replica_params = settings.replica_connect_params()
+    if replica_params is not None:
+        _init_pool(replica, replica_params, settings)
+    elif not replica.deferred:
+        replica.close_all()
+        replica.init(None)
     return db
+
+
+def close_pools() -> None:
+    for pool in (db, replica):
+        if not pool.deferred:
+            pool.close_all()
+
+
+def reader() -> Pool:
+    """The database this unit of work reads from (the primary unless routed)."""
+    return _reading.get()
+
+
+@contextlib.contextmanager
+def reading_from(pool: Pool) -> Iterator[None]:
+    """Borrow a connection of ``pool`` and make it what this unit of work reads from."""
+    token = _reading.set(pool)
+    try:
+        with pool.connection_context():
+            yield
+    finally:
+        _reading.reset(token)
+
+
+def begin_request() -> Token:
+    """Start tracking the writes of one request (web/middleware.py); ``end_request``
+    with the token when it is done."""
+    return _request.set(_Request())
+
+
+def end_request(token: Token) -> None:
+    _request.reset(token)
+
+
+def wrote_here() -> bool:
+    """Whether this request has run a unit of work: its later reads stay on the
+    primary, so a request always reads its own writes."""
+    request = _request.get()
+    return request is not None and request.wrote
 
 
 class BaseModel(peewee.Model):
@@ -100,6 +170,9 @@ def unit_of_work(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        request = _request.get()
+        if request is not None:
+            request.wrote = True
         with db.connection_context(), db.atomic():
             return fn(*args, **kwargs)
 
@@ -119,8 +192,8 @@ def read_only(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def fetchall(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple]:
-    return db.execute_sql(sql, params).fetchall()
+    return reader().execute_sql(sql, params).fetchall()
 
 
 def fetchone(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> tuple | None:
-    return db.execute_sql(sql, params).fetchone()
+    return reader().execute_sql(sql, params).fetchone()

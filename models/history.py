@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from models.db import fetchone, read_only
+from models.db import fetchone
+from models.replica import replica_read
 
 CSV_HEADER = "user_id;segment;operation;timestamp;reason\n"
 BATCH = 20_000
@@ -29,7 +30,7 @@ def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
     return start, end
 
 
-@read_only
+@replica_read
 def _batch(user_id: int | None, start: datetime, end: datetime, after: tuple | None) -> tuple:
     """(text of up to BATCH lines, how many, the last line's (at, id)). Lines are built
     and joined in SQL: one value crosses the wire per batch, not one per row."""

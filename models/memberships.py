@@ -12,9 +12,10 @@ from typing import Any
 
 from peewee import SQL
 
-from models.db import db, read_only, unit_of_work
+from models.db import db, reader, unit_of_work
 from models.errors import Invalid, NotFound
 from models.events import change_with_events
+from models.replica import replica_read
 from models.tables import Membership, Operation, Reason, Segment, User
 
 # A membership is live when its segment is live and it has not expired; reads filter on
@@ -86,11 +87,11 @@ def expire_memberships(batch_size: int) -> int:
     )
 
 
-@read_only
+@replica_read
 def user_memberships(user_id: int) -> list[MembershipView] | None:
     """The user's live memberships with their source and times, by segment name;
     ``None`` for an unknown user."""
-    if not User.select().where(User.id == user_id).exists():
+    if not User.select().where(User.id == user_id).exists(reader()):
         return None
     query = (
         Membership.select(
@@ -99,6 +100,7 @@ def user_memberships(user_id: int) -> list[MembershipView] | None:
         .join(Segment)
         .where(Membership.user == user_id, LIVE_EXPR)
         .order_by(Segment.name)
+        .bind(reader())
     )
     return [MembershipView(*row) for row in query.tuples()]
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.db import db, fetchall, fetchone, read_only
+from models.db import Pool, db, fetchall, fetchone, replica
 from models.memberships import LIVE
+from models.replica import REPLICA_FAILED, replica_read, router
 
 _NAMES = f"""ARRAY(SELECT s.name FROM memberships m
                    JOIN segments s ON s.id = m.segment_id
@@ -41,29 +42,39 @@ def _user_segments(user_id: int) -> list[str] | None:
     return None if row is None else row[0]
 
 
-user_segments = read_only(_user_segments)
+user_segments = replica_read(_user_segments)
 user_segments.__doc__ = "The user's live segment names, sorted; ``None`` for an unknown user."
 
 
 def user_segments_in_loop(user_id: int) -> list[str] | None:
     """``user_segments`` for the event loop's thread, which serves it all the time: the
-    thread keeps its pooled connection open between requests instead of a checkout and
-    a return per request. The pool holds one connection spare for it (web/app.py)."""
-    if db.is_closed() or db.connection().closed:
-        if not db.is_closed():
-            db.close()  # dropped by the server: back to the pool, which discards it
-        db.connect()
+    thread keeps a pooled connection open between requests instead of a checkout and a
+    return per request, one to each side reads go to (models/replica.py). The pool holds
+    one connection spare for it (web/app.py)."""
+    if router.reads_from() is replica:
+        try:
+            return _kept_read(replica, user_id)
+        except REPLICA_FAILED as exc:
+            router.failed(exc)
+    return _kept_read(db, user_id)
+
+
+def _kept_read(pool: Pool, user_id: int) -> list[str] | None:
+    if pool.is_closed() or pool.connection().closed:
+        if not pool.is_closed():
+            pool.close()  # dropped by the server: back to the pool, which discards it
+        pool.connect()
         # A read stuck in the database stalls every request of this process: bound it.
-        db.execute_sql(f"SET statement_timeout = {LOOP_STATEMENT_TIMEOUT_MS}")
+        pool.execute_sql(f"SET statement_timeout = {LOOP_STATEMENT_TIMEOUT_MS}")
     # The driver's cursor directly: peewee's execute_sql costs ~5 us more per call, and
     # this connection is in autocommit with nothing of peewee's state to keep.
-    with db.connection().cursor() as cur:
+    with pool.connection().cursor() as cur:
         cur.execute("EXECUTE read_user_segments(%s)", (user_id,))
         row = cur.fetchone()
     return None if row is None else row[0]
 
 
-@read_only
+@replica_read
 def users_segments(user_ids: list[int]) -> list[UserSegments]:
     """The known users among ``user_ids`` with their live segments, ascending id, in one
     round trip."""

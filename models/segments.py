@@ -11,9 +11,10 @@ from peewee import JOIN, fn
 
 from models import jobs
 from models.buckets import new_salt, threshold
-from models.db import db, read_only, unit_of_work
+from models.db import db, fetchone, reader, unit_of_work
 from models.errors import Conflict, NotFound
 from models.memberships import LIVE_EXPR
+from models.replica import replica_read
 from models.tables import JobKind, Membership, Reason, Segment
 
 # Serialises auto segment creation / percent changes (exclusive) against user creation
@@ -119,7 +120,7 @@ def _live_members_count():
     return fn.COUNT(Membership.user).filter(LIVE_EXPR).alias("members")
 
 
-@read_only
+@replica_read
 def list_segments() -> list[SegmentView]:
     query = (
         Segment.select(Segment.name, Segment.auto_percent, Segment.created_at)
@@ -128,17 +129,19 @@ def list_segments() -> list[SegmentView]:
         .where(Segment.deleted_at.is_null())
         .group_by(Segment.id)
         .order_by(Segment.name)
+        .bind(reader())
     )
     return [_view(s) for s in query]
 
 
-@read_only
+@replica_read
 def get_segment(name: str) -> SegmentView:
     query = (
         _live(name)
         .select_extend(_live_members_count())
         .join(Membership, JOIN.LEFT_OUTER, on=(Membership.segment == Segment.id))
         .group_by(Segment.id)
+        .bind(reader())
     )
     segment = query.first()
     if segment is None:
@@ -146,10 +149,10 @@ def get_segment(name: str) -> SegmentView:
     return _view(segment)
 
 
-@read_only
+@replica_read
 def segment_members(name: str, after: int, limit: int) -> list[int]:
     """One page of the segment's live members, by user id, keyset-paginated."""
-    if not _live(name).exists():
+    if not _live(name).exists(reader()):
         raise NotFound(f"segment {name} not found", segment=name)
     query = (
         Membership.select(Membership.user)
@@ -157,6 +160,7 @@ def segment_members(name: str, after: int, limit: int) -> list[int]:
         .where(Segment.name == name, LIVE_EXPR, Membership.user > after)
         .order_by(Membership.user)
         .limit(limit)
+        .bind(reader())
     )
     return [user_id for (user_id,) in query.tuples()]
 
@@ -166,11 +170,11 @@ MEMBERS_CSV_BATCH = 50_000
 _STAMP = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
 
 
-@read_only
+@replica_read
 def _members_csv_batch(segment_id: int, after: int) -> tuple[str, int, int | None]:
     """(up to MEMBERS_CSV_BATCH lines, how many, the last user id). Built and joined in
     SQL, like the history report: one value crosses the wire per batch."""
-    return db.execute_sql(
+    return fetchone(
         f"""WITH page AS (
                SELECT m.user_id,
                       m.user_id || ';' || m.source || ';' || {_STAMP.format("m.added_at")}
@@ -183,7 +187,7 @@ def _members_csv_batch(segment_id: int, after: int) -> tuple[str, int, int | Non
            SELECT coalesce(string_agg(line, '' ORDER BY user_id), ''), count(*), max(user_id)
            FROM page""",
         {"segment": segment_id, "after": after, "limit": MEMBERS_CSV_BATCH},
-    ).fetchone()
+    )
 
 
 def members_csv(name: str) -> Iterator[str]:
@@ -206,9 +210,9 @@ def members_csv(name: str) -> Iterator[str]:
     return lines()
 
 
-@read_only
+@replica_read
 def _live_segment_id(name: str) -> int:
-    segment = _live(name).select(Segment.id).first()
+    segment = _live(name).select(Segment.id).first(reader())
     if segment is None:
         raise NotFound(f"segment {name} not found", segment=name)
     return segment.id

@@ -49,10 +49,21 @@ class Settings:
     job_chunk_time: float
     header_read_timeout: float
     body_read_timeout: float
+    database_replica_dsn: str | None
+    replica_max_lag_ms: int
 
     def connect_params(self) -> dict[str, str]:
         """libpq keywords for psycopg2, with the password merged in (never logged)."""
-        params = psycopg2.extensions.parse_dsn(self.database_dsn)
+        return self._params(self.database_dsn)
+
+    def replica_connect_params(self) -> dict[str, str] | None:
+        """The same for the read replica (a streaming replica has the primary's roles and
+        passwords); ``None`` when no replica is configured."""
+        dsn = self.database_replica_dsn
+        return None if dsn is None else self._params(dsn)
+
+    def _params(self, dsn: str) -> dict[str, str]:
+        params = psycopg2.extensions.parse_dsn(dsn)
         if self.database_password:
             params["password"] = self.database_password
         return params
@@ -66,12 +77,12 @@ def parse_server_host(value: str) -> tuple[str, int]:
     return (host.strip("[]") or "0.0.0.0"), int(port)
 
 
-def _check_dsn(dsn: str) -> str:
+def _check_dsn(dsn: str, name: str = "DATABASE_DSN") -> str:
     try:
         psycopg2.extensions.parse_dsn(dsn)
     except psycopg2.ProgrammingError as exc:
         first_line = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"DATABASE_DSN is not a valid connection string: {first_line}") from None
+        raise ConfigError(f"{name} is not a valid connection string: {first_line}") from None
     return dsn
 
 
@@ -121,6 +132,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     # seconds (docs/benchmarks.md).
     cores = os.cpu_count() or 1
     web_workers = _number(env, "WEB_WORKERS", cores, high=256)
+    replica = (env.get("DATABASE_REPLICA_DSN") or "").strip()
     return Settings(
         database_dsn=_check_dsn(env.get("DATABASE_DSN") or DEFAULT_DSN),
         database_password=env.get("DATABASE_PASSWORD") or None,
@@ -145,6 +157,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         job_chunk_time=_number(env, "JOB_CHUNK_TIME_MS", 50, float, low=1, high=60_000) / 1000,
         header_read_timeout=_number(env, "HEADER_READ_TIMEOUT", 10, float, low=0.001, high=DAY),
         body_read_timeout=_number(env, "BODY_READ_TIMEOUT", 60, float, low=0.001, high=DAY),
+        database_replica_dsn=_check_dsn(replica, "DATABASE_REPLICA_DSN") if replica else None,
+        # The lag check runs every max/4 (at most every 200 ms): below 100 ms it would
+        # poll the replica too often to be cheap.
+        replica_max_lag_ms=_number(env, "REPLICA_MAX_LAG_MS", 1000, low=100, high=DAY * 1000),
     )
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from models.buckets import falls_in
-from models.db import db, read_only, unit_of_work
+from models.db import db, reader, unit_of_work
 from models.errors import Conflict
 from models.events import change_with_events
+from models.replica import replica_read
 from models.segments import hold_auto_segments_shared
 from models.tables import Operation, Reason, User
 
@@ -41,6 +42,6 @@ def create_user(user_id: int) -> list[str]:
     return [name for name, _ in chosen]
 
 
-@read_only
+@replica_read
 def user_exists(user_id: int) -> bool:
-    return User.select().where(User.id == user_id).exists()
+    return User.select().where(User.id == user_id).exists(reader())

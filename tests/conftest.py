@@ -140,3 +140,31 @@ def app_with():
 
     yield make
     bootstrap(load_settings(), STUB_BROKER)
+
+
+@pytest.fixture(scope="session")
+def streaming_pair(tmp_path_factory: pytest.TempPathFactory):
+    """A primary and a streaming replica of it (scripts/pgpair.py) with the test
+    database, migrated, on both; its DSNs are ``pair.dsn(side, TEST_DB)``."""
+    import subprocess
+    import sys
+
+    from scripts.pgpair import StreamingPair, postgres_bin
+
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup) found")
+    pair = StreamingPair(bindir)
+    try:
+        pair.start()
+        dsn = pair.create_database(TEST_DB)
+        # In a process of its own: migrating here would re-boot this one's pool.
+        subprocess.run(
+            [sys.executable, "-m", "models.migrate"],
+            env={**os.environ, "DATABASE_DSN": dsn},
+            check=True,
+            capture_output=True,
+        )
+        yield pair
+    finally:
+        pair.stop()

@@ -10,12 +10,13 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
-from models.db import db
+from models.db import close_pools
+from models.replica import start_monitor, stop_monitor
 from models.settings import Settings, load_settings
 from web import middleware
 from web.auth import token_guard
 from web.errors import EXCEPTION_HANDLERS
-from web.metrics import metrics, register_job_metrics
+from web.metrics import forget_process, metrics, record_replica, register_job_metrics
 from web.openapi import use_msgspec_schemas
 from web.routes.health import health, ready
 from web.routes.history import HistoryController
@@ -48,6 +49,9 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = max(1, settings.db_pool_size - 1)
 
+    def start_replica_monitor() -> None:
+        start_monitor(settings, on_check=record_replica)
+
     app = Litestar(
         route_handlers=[
             UserController,
@@ -64,8 +68,8 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
         exception_handlers={**EXCEPTION_HANDLERS, **middleware.EXCEPTION_HANDLERS},
         logging_config=None,  # models.logs configures logging for every process
         before_request=check_request,
-        on_startup=[size_thread_pool],
-        on_shutdown=[db.close_all],
+        on_startup=[size_thread_pool, start_replica_monitor],
+        on_shutdown=[stop_monitor, close_pools, forget_process],
         openapi_config=OpenAPIConfig(
             title="User segmentation service",
             version="1.0.0",

@@ -1,6 +1,6 @@
 """Prometheus metrics at /metrics: HTTP requests by route and status with latency
-histograms (web/middleware.py), and bulk jobs by kind and state with run time and queue
-lag, read from the jobs table at scrape time.
+histograms (web/middleware.py), bulk jobs by kind and state with run time and queue
+lag, read from the jobs table at scrape time, and the read replica's lag and use.
 
 With several web processes (``python -m web`` sets PROMETHEUS_MULTIPROC_DIR), each writes
 its samples to a file there and a scrape sums the files of all processes, so every
@@ -12,13 +12,47 @@ from __future__ import annotations
 import os
 
 from litestar import Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Gauge,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from models import jobs
+from models.replica import ReplicaStatus, Side
 from web.methods import get_and_head
+
+# Set by each process's replica lag check (models/replica.py); a scrape sums the files
+# of the live processes as each gauge's mode says.
+REPLICA_LAG = Gauge(
+    "segments_replica_lag_seconds",
+    "Replay lag of the read replica, the largest any live web process measured",
+    multiprocess_mode="livemax",
+)
+REPLICA_IN_USE = Gauge(
+    "segments_replica_in_use",
+    "Web processes whose reads go to the replica (0: the primary serves every read)",
+    multiprocess_mode="livesum",
+)
+
+
+def forget_process() -> None:
+    """On shutdown: drop this process's "live" gauges, so a respawned worker's
+    predecessor is not counted."""
+    shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if shared:
+        mark_process_dead(os.getpid(), shared)
+
+
+def record_replica(status: ReplicaStatus) -> None:
+    if status.lag_ms is not None and status.lag_ms != float("inf"):
+        REPLICA_LAG.set(status.lag_ms / 1000)
+    REPLICA_IN_USE.set(1 if status.serving is Side.REPLICA else 0)
 
 
 class JobsCollector(Collector):

@@ -20,6 +20,7 @@ from litestar import MediaType, Request, Response
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Histogram
 
+from models.db import begin_request, end_request
 from models.logs import request_id
 
 access_log = logging.getLogger("web.access")
@@ -100,6 +101,7 @@ def request_context(access_log_enabled: bool, body_timeout: float):
             given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
             rid = given.decode() if _SAFE_ID.match(given) else f"{_PREFIX}-{next(_counter):x}"
             token = request_id.set(rid)
+            writes = begin_request()
             started = time.perf_counter()
             status = 500
             state = {"body_done": False, "gone": False}
@@ -138,6 +140,7 @@ def request_context(access_log_enabled: bool, body_timeout: float):
                         status,
                         extra={"status": status, "ms": round(seconds * 1000, 2)},
                     )
+                end_request(writes)
                 request_id.reset(token)
 
         return middleware

@@ -208,9 +208,20 @@ class Error(msgspec.Struct):
     details: dict | None = None
 
 
+class ReplicaReadiness(msgspec.Struct):
+    """Where reads go; a replica down or behind never makes /ready fail (the primary
+    serves), it is only reported."""
+
+    configured: bool
+    serving: str  # "replica" or "primary"
+    reason: str
+    lag_ms: float | None
+
+
 class Readiness(msgspec.Struct):
     status: str
     checks: dict[str, str]
+    replica: ReplicaReadiness
 
 
 class UserLookup(Strict):

@@ -7,6 +7,21 @@ def test_defaults():
     s = load_settings({})
     assert (s.server_host, s.server_port) == ("0.0.0.0", 8080)
     assert s.log_file_path is None and s.database_password is None
+    assert s.database_replica_dsn is None and s.replica_connect_params() is None
+    assert s.replica_max_lag_ms == 1000
+
+
+def test_replica_gets_the_password_too():
+    s = load_settings(
+        {
+            "DATABASE_REPLICA_DSN": "postgresql://app@replica:5433/segments",
+            "DATABASE_PASSWORD": "pw",
+            "REPLICA_MAX_LAG_MS": "250",
+        }
+    )
+    params = s.replica_connect_params()
+    assert (params["host"], params["port"], params["password"]) == ("replica", "5433", "pw")
+    assert s.replica_max_lag_ms == 250
 
 
 @pytest.mark.parametrize(
@@ -47,6 +62,11 @@ def test_server_host(value, expected):
         {"SWEEP_BATCH_SIZE": "-1"},
         {"JOB_LEASE_SECONDS": "0"},
         {"WEB_WORKERS": "100000"},
+        {"DATABASE_REPLICA_DSN": "host=replica user"},
+        {"REPLICA_MAX_LAG_MS": "soon"},
+        {"REPLICA_MAX_LAG_MS": "0"},
+        {"REPLICA_MAX_LAG_MS": "1.5"},
+        {"REPLICA_MAX_LAG_MS": "-1000"},
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_variable(env):
