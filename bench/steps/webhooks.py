@@ -23,7 +23,11 @@ def _dispatcher(b, stop: threading.Event) -> None:
 
 def run(b) -> tuple[dict, list[str]]:
     receiver = Receiver()
-    hook = b.http.post("/webhooks", json={"url": receiver.url}).json()
+    # Only this job's segment: events an earlier step is still writing (a TTL sweep, a
+    # job finishing) must not count as received.
+    hook = b.http.post(
+        "/webhooks", json={"url": receiver.url, "segments": ["BENCHRUN_HOOKS"]}
+    ).json()
     stop = threading.Event()
     threading.Thread(target=_dispatcher, args=(b, stop), daemon=True).start()
     progress("webhooks: auto_percent=10 job, events delivered to a local receiver")
