@@ -1,12 +1,15 @@
 """The membership history report: CSV lines for one month, read in keyset batches so a
-report of any size streams in flat memory."""
+report of any size streams in flat memory. The month's bounds are literals in the query,
+so the planner reads that month's partition alone (docs/partitions.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from models.db import fetchone, read_only
+from models.errors import Gone
+from models.partitions import kept_from
 
 CSV_HEADER = "user_id;segment;operation;timestamp;reason\n"
 BATCH = 20_000
@@ -27,6 +30,18 @@ def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
         return start, datetime.max.replace(tzinfo=UTC)
     end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
     return start, end
+
+
+def check_kept(year: int, month: int, retention_months: int | None, today: date) -> None:
+    """Raise Gone for a month retention has dropped (or is about to drop)."""
+    first = kept_from(today, retention_months)
+    if first is not None and date(year, month, 1) < first:
+        setting = f"HISTORY_RETENTION_MONTHS={retention_months}"
+        raise Gone(
+            f"history before {first:%Y-%m} is not kept: {setting}",
+            kept_from=f"{first:%Y-%m}",
+            retention_months=retention_months,
+        )
 
 
 @read_only

@@ -49,6 +49,7 @@ class Settings:
     job_chunk_time: float
     header_read_timeout: float
     body_read_timeout: float
+    history_retention_months: int | None  # None: history is kept forever
 
     def connect_params(self) -> dict[str, str]:
         """libpq keywords for psycopg2, with the password merged in (never logged)."""
@@ -106,6 +107,13 @@ def _number(
     return value
 
 
+def _optional_number(env: dict[str, str], name: str, **limits) -> int | None:
+    """Like ``_number`` for a whole number, but unset (or empty) means None."""
+    if (env.get(name) or "").strip() == "":
+        return None
+    return _number(env, name, 0, **limits)
+
+
 def _flag(env: dict[str, str], name: str) -> bool:
     raw = (env.get(name) or "0").strip().lower()
     if raw not in {"0", "1", "true", "false", "yes", "no", "on", "off"}:
@@ -145,6 +153,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         job_chunk_time=_number(env, "JOB_CHUNK_TIME_MS", 50, float, low=1, high=60_000) / 1000,
         header_read_timeout=_number(env, "HEADER_READ_TIMEOUT", 10, float, low=0.001, high=DAY),
         body_read_timeout=_number(env, "BODY_READ_TIMEOUT", 60, float, low=0.001, high=DAY),
+        history_retention_months=_optional_number(env, "HISTORY_RETENTION_MONTHS", high=1200),
     )
 
 
