@@ -3,9 +3,11 @@
 A partition holds one UTC month, ``[first day 00:00, first day of next month 00:00)``,
 and is named ``history_YYYY_MM``; ``history_default`` takes any event no partition
 covers, so an insert never fails for want of one. ``maintain`` runs on every scheduler
-tick: it makes the current month and the next ``MONTHS_AHEAD`` (and any month between
-the oldest partition and those that has events waiting in the default), and with
-retention detaches and drops whole months older than it, never deleting row by row.
+tick: it makes the current month and the next ``MONTHS_AHEAD``, and any earlier month
+retention keeps that has events waiting in the default (written while the scheduler was
+down, or before the bench made its month); so the default only holds events past those
+months, or older than retention. With retention it detaches and drops whole months
+older than it, never deleting row by row.
 
 PostgreSQL refuses to create a partition while the default holds rows of its range, so
 a month with such rows is made in one transaction that locks ``history``, moves those
@@ -29,6 +31,7 @@ log = logging.getLogger("models.partitions")
 MONTHS_AHEAD = 2
 PARTITION_NAME = re.compile(r"^history_(\d{4})_(\d{2})$")
 DEFAULT_PARTITION = "history_default"
+FIRST_MONTH = date(1, 1, 1)  # a partition's name holds a four-digit year
 # Any constant: maintainers running at once take turns, so none creates a month twice.
 MAINTENANCE_LOCK = 7_301_985_552
 # A partition change needs an exclusive lock on history; waiting behind a long report
@@ -80,11 +83,12 @@ def monthly_partitions() -> list[date]:
     return sorted(date(int(m[1]), int(m[2]), 1) for m in months if m)
 
 
-def _months_waiting_in_default(low: date, high: date) -> list[date]:
+def _months_waiting_in_default(low: date, last: date) -> list[date]:
+    """The months from ``low`` to ``last`` with events in the default."""
     rows = fetchall(
         f"""SELECT DISTINCT date_trunc('month', at AT TIME ZONE 'UTC')::date
             FROM {DEFAULT_PARTITION} WHERE at >= %s AND at < %s""",
-        (_utc(low), _utc(high)),
+        (_utc(low), _utc(add_months(last, 1))),
     )
     return [r[0] for r in rows]
 
@@ -133,15 +137,11 @@ def drop_month(month: date) -> bool:
 
 
 def _months_to_create(today: date, keep_from: date | None) -> list[date]:
+    current = month_of(today)
+    ahead = [add_months(current, n) for n in range(MONTHS_AHEAD + 1)]
     with db.connection_context():
         existing = monthly_partitions()
-        current = month_of(today)
-        horizon = add_months(current, MONTHS_AHEAD + 1)
-        ahead = [add_months(current, n) for n in range(MONTHS_AHEAD + 1)]
-        low = min([*existing[:1], current])
-        if keep_from is not None:
-            low = max(low, keep_from)
-        waiting = _months_waiting_in_default(low, horizon) if low < horizon else []
+        waiting = _months_waiting_in_default(keep_from or FIRST_MONTH, ahead[-1])
     return sorted(set(ahead + waiting) - set(existing))
 
 

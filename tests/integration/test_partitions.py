@@ -95,16 +95,22 @@ def test_an_event_past_the_partitions_lands_in_the_default_and_moves_when_its_mo
     assert partitions.maintain(add_months(TODAY, 3), None).created == []
 
 
-def test_a_month_missing_between_partitions_is_made_when_the_default_holds_its_events(
-    user_in_a, sql
-):
-    partitions.create_month(add_months(CURRENT, -3))
-    gap = add_months(CURRENT, -2)
-    event_id, _, table = _event(sql, user_in_a, _mid(gap))
+def test_an_earlier_month_with_events_waiting_in_the_default_is_made(user_in_a, sql):
+    # Written while no partition covered their month (the scheduler was down).
+    earlier = add_months(CURRENT, -2)
+    event_id, _, table = _event(sql, user_in_a, _mid(earlier))
     assert table == "history_default"
+    older = _event(sql, user_in_a, _mid(add_months(CURRENT, -9)))
     done = partitions.maintain(TODAY, None)
-    assert done.created == [gap] and done.moved == 1
-    assert _where(sql, event_id)[2] == partition_name(gap)
+    assert done.created == [add_months(CURRENT, -9), earlier] and done.moved == 2
+    assert _where(sql, event_id)[2] == partition_name(earlier)
+    assert _where(sql, older[0])[2] == partition_name(add_months(CURRENT, -9))
+
+
+def test_events_older_than_retention_stay_in_the_default(user_in_a, sql):
+    old = _event(sql, user_in_a, _mid(add_months(CURRENT, -9)))
+    assert partitions.maintain(TODAY, 6).created == []
+    assert _where(sql, old[0]) == old
 
 
 def test_the_scheduler_tick_makes_a_missing_month_through_a_worker(keep_partitions):
