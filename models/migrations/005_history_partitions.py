@@ -73,6 +73,9 @@ BEGIN
     CREATE INDEX history_feed_idx ON history ((coalesce(txid, '0'::xid8)), id);
 END
 $$;
+-- Statistics for the new partitions now, not whenever autovacuum comes by: a report
+-- run at once plans on them.
+ANALYZE history;
 """
 
 ROLLBACK = f"""
