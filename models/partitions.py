@@ -21,8 +21,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import TypeVar
+
+import peewee
+import psycopg2.errors
 
 from models.db import db, fetchall, unit_of_work
 
@@ -59,7 +64,7 @@ def kept_from(today: date, retention_months: int | None) -> date | None:
 
 
 def partition_name(month: date) -> str:
-    return f"history_{month:%Y_%m}"
+    return f"history_{month.year:04d}_{month.month:02d}"
 
 
 def _utc(month: date) -> datetime:
@@ -136,6 +141,20 @@ def drop_month(month: date) -> bool:
     return True
 
 
+R = TypeVar("R")
+
+
+def _unless_busy(change: Callable[[date], R], month: date) -> R | None:
+    """``change(month)``, or None when history stayed locked past LOCK_TIMEOUT."""
+    try:
+        return change(month)
+    except peewee.OperationalError as exc:
+        if not isinstance(getattr(exc, "orig", None), psycopg2.errors.LockNotAvailable):
+            raise
+        log.warning("history busy: %s of %s left to the next tick", change.__name__, month)
+        return None
+
+
 def _months_to_create(today: date, keep_from: date | None) -> list[date]:
     current = month_of(today)
     ahead = [add_months(current, n) for n in range(MONTHS_AHEAD + 1)]
@@ -152,12 +171,12 @@ def maintain(today: date, retention_months: int | None) -> Maintenance:
     done = Maintenance()
     keep_from = kept_from(today, retention_months)
     for month in _months_to_create(today, keep_from):
-        moved = create_month(month)
+        moved = _unless_busy(create_month, month)
         if moved is not None:
             done.created.append(month)
             done.moved += moved
     if keep_from is not None:
         with db.connection_context():
             expired = [m for m in monthly_partitions() if m < keep_from]
-        done.dropped = [m for m in expired if drop_month(m)]
+        done.dropped = [m for m in expired if _unless_busy(drop_month, m)]
     return done

@@ -3,9 +3,12 @@ retention; what a dropped month means for the CSV report, the checker and the fe
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, date, datetime
 
+import dramatiq
+import psycopg2
 import pytest
 from litestar.testing import TestClient
 
@@ -114,8 +117,6 @@ def test_events_older_than_retention_stay_in_the_default(user_in_a, sql):
 
 
 def test_the_scheduler_tick_makes_a_missing_month_through_a_worker(keep_partitions):
-    import dramatiq
-
     partitions.drop_month(add_months(CURRENT, 2))
     assert add_months(CURRENT, 2) not in _partitions()
     tick(maintain_history)
@@ -260,3 +261,16 @@ def test_the_webhook_feed_moves_on_past_a_dropped_month(user_in_a, sql):
     assert [e["id"] for e in delivery.events] == [latest[0]]
     webhooks.acknowledge(delivery)
     assert webhooks.claim_delivery(hook.id) is None
+
+
+def test_maintenance_gives_up_on_a_busy_history_instead_of_queueing(keep_partitions):
+    partitions.drop_month(add_months(CURRENT, 2))
+    reader = psycopg2.connect(os.environ["DATABASE_DSN"])  # a long report, say
+    try:
+        reader.cursor().execute("LOCK TABLE history IN ACCESS SHARE MODE")
+        started = time.monotonic()
+        assert partitions.maintain(TODAY, None).created == []
+        assert time.monotonic() - started < 10
+    finally:
+        reader.close()
+    assert partitions.maintain(TODAY, None).created == [add_months(CURRENT, 2)]
