@@ -5,16 +5,13 @@ and is named ``history_YYYY_MM``; ``history_default`` takes any event no partiti
 covers, so an insert never fails for want of one. ``maintain`` runs on every scheduler
 tick: it makes the current month and the next ``MONTHS_AHEAD``, and any earlier month
 retention keeps that has events waiting in the default (written while the scheduler was
-down, or before the bench made its month); so the default only holds events past those
-months, or older than retention. With retention it detaches and drops whole months
-older than it, never deleting row by row.
+down). So the default only holds events further ahead, or older than retention; it is
+outside retention itself. With retention, whole months older than it are detached and
+dropped, never deleted row by row.
 
 PostgreSQL refuses to create a partition while the default holds rows of its range, so
-a month with such rows is made in one transaction that locks ``history``, moves those
-rows into a temporary table, creates the partition and inserts them back, ids and txids
-as they were. The default is outside retention: it only holds events outside the
-months kept (hand-made or clock-skewed ones), and a report of an old month is a 410
-whichever table its rows were in.
+such a month is made in one transaction that locks ``history``, moves those rows into a
+temporary table, creates the partition and inserts them back, ids and txids unchanged.
 """
 
 from __future__ import annotations
