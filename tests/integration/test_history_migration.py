@@ -143,3 +143,18 @@ def test_running_the_conversion_again_changes_nothing(history_at_004):
     cur.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'history'::regclass")
     assert cur.fetchone()[0] == partitions
     assert apply_migrations() == []
+
+
+def test_rollback_gives_back_a_plain_table_and_005_applies_again(history_at_004):
+    cur = history_at_004
+    before = _state(cur)
+    apply_migrations()
+    with db.connection_context():
+        Router(db, migrate_dir=MIGRATIONS_DIR, ignore=["basemodel"]).rollback()
+    cur.execute("SELECT relkind FROM pg_class WHERE relname = 'history'")
+    assert cur.fetchone()[0] == "r"
+    assert _state(cur) == before
+    assert apply_migrations() == [MIGRATION]
+    assert _state(cur) == before
+    cur.execute(MISPLACED)
+    assert cur.fetchall() == []
