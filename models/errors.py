@@ -22,3 +22,7 @@ class Conflict(DomainError):
 
 class Invalid(DomainError):
     pass
+
+
+class Gone(DomainError):
+    """What was asked for existed once and was dropped on purpose (retention)."""

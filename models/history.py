@@ -1,12 +1,15 @@
 """The membership history report: CSV lines for one month, read in keyset batches so a
-report of any size streams in flat memory."""
+report of any size streams in flat memory. The month's bounds are literals in the query,
+so the planner reads that month's partition alone (docs/partitions.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from models.db import fetchone
+from models.errors import Gone
+from models.partitions import kept_from
 from models.replica import replica_read
 
 CSV_HEADER = "user_id;segment;operation;timestamp;reason\n"
@@ -30,36 +33,56 @@ def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
     return start, end
 
 
+def check_kept(year: int, month: int, retention_months: int | None, today: date) -> None:
+    """Raise Gone for a month retention has dropped (or is about to drop)."""
+    first = kept_from(today, retention_months)
+    if first is not None and date(year, month, 1) < first:
+        setting = f"HISTORY_RETENTION_MONTHS={retention_months}"
+        raise Gone(
+            f"history before {first:%Y-%m} is not kept: {setting}",
+            kept_from=f"{first:%Y-%m}",
+            retention_months=retention_months,
+        )
+
+
+# (text of up to BATCH lines, how many, the last line's (at, id)). Lines are built and
+# joined in SQL: one value crosses the wire per batch, not one per row. psycopg2 writes
+# the month's bounds into the text as literals, so the plan is pruned to its partition.
+BATCH_SQL = f"""
+    WITH page AS (
+        SELECT h.at, h.id,
+               h.user_id || ';' || {SEGMENT_CELL} || ';' || h.operation || ';'
+               || to_char(h.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+               || ';' || h.reason || E'\\n' AS line
+        FROM history h JOIN segments s ON s.id = h.segment_id
+        WHERE h.at >= %(start)s AND h.at < %(end)s
+          AND (%(user)s::bigint IS NULL OR h.user_id = %(user)s)
+          AND (%(after_at)s::timestamptz IS NULL
+               OR (h.at, h.id) > (%(after_at)s, %(after_id)s))
+        ORDER BY h.at, h.id LIMIT %(limit)s
+    ),
+    last AS (SELECT at, id FROM page ORDER BY at DESC, id DESC LIMIT 1)
+    SELECT coalesce(string_agg(line, '' ORDER BY at, id), ''), count(*),
+           (SELECT at FROM last), (SELECT id FROM last)
+    FROM page"""
+
+
+def batch_params(
+    user_id: int | None, start: datetime, end: datetime, after: tuple | None = None
+) -> dict:
+    return {
+        "start": start,
+        "end": end,
+        "user": user_id,
+        "limit": BATCH,
+        "after_at": after[0] if after else None,
+        "after_id": after[1] if after else None,
+    }
+
+
 @replica_read
 def _batch(user_id: int | None, start: datetime, end: datetime, after: tuple | None) -> tuple:
-    """(text of up to BATCH lines, how many, the last line's (at, id)). Lines are built
-    and joined in SQL: one value crosses the wire per batch, not one per row."""
-    return fetchone(
-        f"""WITH page AS (
-               SELECT h.at, h.id,
-                      h.user_id || ';' || {SEGMENT_CELL} || ';' || h.operation || ';'
-                      || to_char(h.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-                      || ';' || h.reason || E'\\n' AS line
-               FROM history h JOIN segments s ON s.id = h.segment_id
-               WHERE h.at >= %(start)s AND h.at < %(end)s
-                 AND (%(user)s::bigint IS NULL OR h.user_id = %(user)s)
-                 AND (%(after_at)s::timestamptz IS NULL
-                      OR (h.at, h.id) > (%(after_at)s, %(after_id)s))
-               ORDER BY h.at, h.id LIMIT %(limit)s
-           ),
-           last AS (SELECT at, id FROM page ORDER BY at DESC, id DESC LIMIT 1)
-           SELECT coalesce(string_agg(line, '' ORDER BY at, id), ''), count(*),
-                  (SELECT at FROM last), (SELECT id FROM last)
-           FROM page""",
-        {
-            "start": start,
-            "end": end,
-            "user": user_id,
-            "limit": BATCH,
-            "after_at": after[0] if after else None,
-            "after_id": after[1] if after else None,
-        },
-    )
+    return fetchone(BATCH_SQL, batch_params(user_id, start, end, after))
 
 
 def history_csv(user_id: int | None, year: int, month: int) -> Iterator[str]:

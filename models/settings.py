@@ -51,6 +51,7 @@ class Settings:
     body_read_timeout: float
     database_replica_dsn: str | None
     replica_max_lag_ms: int
+    history_retention_months: int | None  # None: history is kept forever
 
     def connect_params(self) -> dict[str, str]:
         """libpq keywords for psycopg2, with the password merged in (never logged)."""
@@ -117,6 +118,13 @@ def _number(
     return value
 
 
+def _optional_number(env: dict[str, str], name: str, **limits) -> int | None:
+    """Like ``_number`` for a whole number, but unset (or empty) means None."""
+    if (env.get(name) or "").strip() == "":
+        return None
+    return _number(env, name, 0, **limits)
+
+
 def _flag(env: dict[str, str], name: str) -> bool:
     raw = (env.get(name) or "0").strip().lower()
     if raw not in {"0", "1", "true", "false", "yes", "no", "on", "off"}:
@@ -161,6 +169,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         # The lag check runs every max/4 (at most every 200 ms): below 100 ms it would
         # poll the replica too often to be cheap.
         replica_max_lag_ms=_number(env, "REPLICA_MAX_LAG_MS", 1000, low=100, high=DAY * 1000),
+        history_retention_months=_optional_number(env, "HISTORY_RETENTION_MONTHS", high=1200),
     )
 
 

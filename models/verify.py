@@ -10,37 +10,50 @@
   range: nobody holds an auto segment they should not.
 - An import's staged ids are gone once its job ended. (`import` memberships follow the
   same add/remove rules as the others, so the checks above cover them.)
+
+With ``HISTORY_RETENTION_MONTHS`` the history starts at the first month kept
+(models/partitions.py): older events are treated as gone, dropped yet or not. Then a
+pair's first kept event may be a remove (its add was dropped), and a membership added
+before that month may have no event left.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, date, datetime
 
 from models.db import fetchall, fetchone, init_db, unit_of_work
+from models.partitions import kept_from
 from models.settings import ConfigError, load_settings
 
 SAMPLE = 10
+# The events the checks read: those retention keeps (every one when it keeps all).
+KEPT = "at >= coalesce(%(kept_from)s::timestamptz, '-infinity')"
 
 CHECKS: dict[str, str] = {
-    "events_out_of_order": """
+    "events_out_of_order": f"""
         SELECT user_id, segment_id, operation, at, id FROM (
             SELECT *, lag(operation) OVER w AS previous
-            FROM history WINDOW w AS (PARTITION BY user_id, segment_id ORDER BY at, id)
+            FROM history WHERE {KEPT}
+            WINDOW w AS (PARTITION BY user_id, segment_id ORDER BY at, id)
         ) e
-        WHERE operation = coalesce(previous, 'remove')""",
-    "membership_without_add_event": """
+        -- With retention the first kept event may be either: its add may be gone.
+        WHERE operation = coalesce(previous, CASE WHEN %(kept_from)s IS NULL THEN 'remove' END)""",
+    "membership_without_add_event": f"""
         SELECT m.user_id, m.segment_id FROM memberships m
         LEFT JOIN LATERAL (
             SELECT operation FROM history h
-            WHERE h.user_id = m.user_id AND h.segment_id = m.segment_id
+            WHERE h.user_id = m.user_id AND h.segment_id = m.segment_id AND {KEPT}
             ORDER BY at DESC, id DESC LIMIT 1
         ) last ON true
-        WHERE last.operation IS DISTINCT FROM 'add'""",
-    "add_event_without_membership": """
+        WHERE last.operation IS DISTINCT FROM 'add'
+          AND NOT (last.operation IS NULL
+                   AND m.added_at < coalesce(%(kept_from)s::timestamptz, '-infinity'))""",
+    "add_event_without_membership": f"""
         SELECT user_id, segment_id FROM (
             SELECT DISTINCT ON (user_id, segment_id) user_id, segment_id, operation
-            FROM history ORDER BY user_id, segment_id, at DESC, id DESC
+            FROM history WHERE {KEPT} ORDER BY user_id, segment_id, at DESC, id DESC
         ) last
         WHERE operation = 'add' AND NOT EXISTS (
             SELECT 1 FROM memberships m
@@ -62,13 +75,15 @@ CHECKS: dict[str, str] = {
 
 
 @unit_of_work
-def verify() -> dict:
+def verify(retention_months: int | None = None, today: date | None = None) -> dict:
     """Run every check; returns counts and a sample of the violations of each."""
-    report: dict = {"violations": {}}
+    first = kept_from(today or datetime.now(UTC).date(), retention_months)
+    params = {"kept_from": datetime(first.year, first.month, 1, tzinfo=UTC) if first else None}
+    report: dict = {"violations": {}, "history_kept_from": first}
     for name, sql in CHECKS.items():
-        rows = fetchall(f"SELECT * FROM ({sql}) v LIMIT {SAMPLE}")
+        rows = fetchall(f"SELECT * FROM ({sql}) v LIMIT {SAMPLE}", params)
         if rows:
-            count = fetchone(f"SELECT count(*) FROM ({sql}) v")[0]
+            count = fetchone(f"SELECT count(*) FROM ({sql}) v", params)[0]
             report["violations"][name] = {"count": count, "sample": [list(r) for r in rows]}
     report["memberships"], report["events"], report["unfinished_jobs"] = fetchone(
         """SELECT (SELECT count(*) FROM memberships), (SELECT count(*) FROM history),
@@ -80,10 +95,11 @@ def verify() -> dict:
 
 def main() -> None:
     try:
-        init_db(load_settings())
+        settings = load_settings()
+        init_db(settings)
     except ConfigError as exc:
         sys.exit(f"configuration error: {exc}")
-    report = verify()
+    report = verify(settings.history_retention_months)
     print(json.dumps(report, indent=2, default=str))
     sys.exit(0 if report["ok"] else 1)
 

@@ -121,6 +121,22 @@ def server_sql(pytestconfig: pytest.Config) -> Iterator[psycopg2.extensions.curs
 
 
 @pytest.fixture
+def scratch_dsn(server_sql) -> Iterator[str]:
+    """An empty database of the test's own. A test may point this process's pool at it
+    (``init_db``, ``migrated_database``); the process boots back to the test database."""
+    name = f"segments_scratch_{os.getpid()}"
+    server_sql.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    server_sql.execute(f'CREATE DATABASE "{name}"')
+    params = psycopg2.extensions.parse_dsn(os.environ["DATABASE_DSN"])
+    yield psycopg2.extensions.make_dsn(**{**params, "dbname": name})
+    from models.settings import load_settings
+    from workers.boot import bootstrap
+
+    bootstrap(load_settings(), STUB_BROKER)
+    server_sql.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
 def clean_db(sql) -> None:
     sql.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
 

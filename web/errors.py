@@ -11,7 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from playhouse.pool import MaxConnectionsExceeded
 
 from models.db import db
-from models.errors import Conflict, DomainError, Invalid, NotFound
+from models.errors import Conflict, DomainError, Gone, Invalid, NotFound
 
 log = logging.getLogger("web.errors")
 
@@ -49,7 +49,7 @@ def on_http_error(request: Request, exc: HTTPException) -> Response:
     return error_response(status, exc.detail or "request rejected", headers=exc.headers)
 
 
-_DOMAIN_STATUS = {NotFound: 404, Conflict: 409, Invalid: 400}
+_DOMAIN_STATUS = {NotFound: 404, Conflict: 409, Invalid: 400, Gone: 410}
 
 
 def on_domain_error(request: Request, exc: DomainError) -> Response:

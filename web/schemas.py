@@ -247,6 +247,16 @@ ERRORS = {
     ]
 }
 
+# The history reports can also answer 410: a month retention no longer keeps.
+HISTORY_ERRORS = {
+    **ERRORS,
+    410: ResponseSpec(
+        data_container=Error,
+        description="A month older than HISTORY_RETENTION_MONTHS keeps: its events were dropped",
+        generate_examples=False,
+    ),
+}
+
 
 # SegmentChanges' rules across fields as JSON Schema, for the OpenAPI document: valid
 # when `add` names a segment, or when `remove` does and there is no `active_time`.

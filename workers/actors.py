@@ -9,11 +9,12 @@ import os
 import socket
 import time
 import uuid
+from datetime import UTC, datetime
 
 import dramatiq
 from redis.exceptions import RedisError
 
-from models import jobs, memberships, webhooks
+from models import jobs, memberships, partitions, webhooks
 from models.chunking import ChunkSizer
 from models.settings import active
 from workers.delivery import DeliveryError, post_batch
@@ -81,6 +82,18 @@ def requeue_stale_jobs() -> None:
         enqueue_job(job_id)
 
 
+def maintain_history() -> None:
+    """Make history's months ahead; drop the months retention no longer keeps."""
+    done = partitions.maintain(datetime.now(UTC).date(), active().history_retention_months)
+    if done.created or done.dropped:
+        log.info(
+            "history partitions: created %s (%d events moved from the default), dropped %s",
+            [f"{m:%Y-%m}" for m in done.created],
+            done.moved,
+            [f"{m:%Y-%m}" for m in done.dropped],
+        )
+
+
 def dispatch_webhooks() -> None:
     """Send a delivery for every webhook that is not backing off or being delivered."""
     for webhook_id in webhooks.due_webhooks():
@@ -125,6 +138,7 @@ ACTORS = [
     (sweep_expired, {"queue_name": "periodic", "max_retries": 0, "time_limit": 10 * 60_000}),
     (requeue_stale_jobs, {"queue_name": "periodic", "max_retries": 0, "time_limit": 60_000}),
     (dispatch_webhooks, {"queue_name": "periodic", "max_retries": 0, "time_limit": 60_000}),
+    (maintain_history, {"queue_name": "periodic", "max_retries": 0, "time_limit": 10 * 60_000}),
     # Own queue: receivers' latency never delays jobs; a failure is retried by backoff.
     (deliver_webhook, {"queue_name": "webhooks", "max_retries": 0, "time_limit": 120_000}),
 ]

@@ -1,20 +1,32 @@
 """``python -m workers.scheduler``: the periodic trigger (the Procfile's scheduler).
 
 It only sends messages; the workers do the work. Running several schedulers is safe:
-a sweep is safe to run twice at once and a re-enqueue pass only re-sends stale jobs.
+a sweep is safe to run twice at once, a re-enqueue pass only re-sends stale jobs, and
+history maintenance takes a lock and re-reads what exists.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from workers.actors import dispatch_webhooks, requeue_stale_jobs, send, sweep_expired
+from workers.actors import (
+    dispatch_webhooks,
+    maintain_history,
+    requeue_stale_jobs,
+    send,
+    sweep_expired,
+)
 from workers.boot import bootstrap, settings_or_exit
 
 log = logging.getLogger("workers.scheduler")
+
+# History's partitions are made months ahead, so a minute is plenty; a tick with nothing
+# to do is a catalog read.
+HISTORY_INTERVAL = 60
 
 
 def tick(actor) -> None:
@@ -37,6 +49,14 @@ def main() -> None:
     )
     scheduler.add_job(
         tick, "interval", args=[dispatch_webhooks], seconds=settings.webhook_interval, **common
+    )
+    scheduler.add_job(
+        tick,
+        "interval",
+        args=[maintain_history],
+        seconds=HISTORY_INTERVAL,
+        next_run_time=datetime.now(UTC),
+        **common,
     )
     log.info(
         "scheduler started: sweep every %ss, re-enqueue every %ss, webhooks every %ss",

@@ -67,6 +67,10 @@ def test_server_host(value, expected):
         {"REPLICA_MAX_LAG_MS": "0"},
         {"REPLICA_MAX_LAG_MS": "1.5"},
         {"REPLICA_MAX_LAG_MS": "-1000"},
+        {"HISTORY_RETENTION_MONTHS": "0"},
+        {"HISTORY_RETENTION_MONTHS": "-3"},
+        {"HISTORY_RETENTION_MONTHS": "1.5"},
+        {"HISTORY_RETENTION_MONTHS": "six"},
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_variable(env):
@@ -74,6 +78,12 @@ def test_bad_values_fail_with_one_line_naming_the_variable(env):
         load_settings(env)
     message = str(info.value)
     assert "\n" not in message and next(iter(env)) in message
+
+
+def test_history_retention_is_kept_forever_unless_set():
+    assert load_settings({}).history_retention_months is None
+    assert load_settings({"HISTORY_RETENTION_MONTHS": ""}).history_retention_months is None
+    assert load_settings({"HISTORY_RETENTION_MONTHS": "6"}).history_retention_months == 6
 
 
 def test_password_is_merged_into_connect_params_only():

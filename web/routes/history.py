@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from litestar import Controller
 from litestar.response import Stream
 
 from models import history, users
 from models.errors import NotFound
+from models.settings import active
 from web.methods import get_and_head
 from web.routes import params
-from web.schemas import ERRORS
+from web.schemas import HISTORY_ERRORS
 
 
 def _report(user_id: int | None, y: int, m: int, filename: str) -> Stream:
+    history.check_kept(y, m, active().history_retention_months, datetime.now(UTC).date())
     return Stream(
         history.history_csv(user_id, y, m),
         media_type="text/csv",
@@ -26,7 +30,7 @@ class HistoryController(Controller):
     @get_and_head(
         "/users/{user_id:str}/history",
         sync_to_thread=True,
-        responses=ERRORS,
+        responses=HISTORY_ERRORS,
         media_type="text/csv",
         summary="One user's membership history as CSV",
     )
@@ -45,7 +49,7 @@ class HistoryController(Controller):
     @get_and_head(
         "/history",
         sync_to_thread=True,
-        responses=ERRORS,
+        responses=HISTORY_ERRORS,
         media_type="text/csv",
         summary="Everyone's membership history as CSV",
     )
