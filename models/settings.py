@@ -49,6 +49,7 @@ class Settings:
     job_chunk_time: float
     header_read_timeout: float
     body_read_timeout: float
+    console_session_hours: float
 
     def connect_params(self) -> dict[str, str]:
         """libpq keywords for psycopg2, with the password merged in (never logged)."""
@@ -145,6 +146,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         job_chunk_time=_number(env, "JOB_CHUNK_TIME_MS", 50, float, low=1, high=60_000) / 1000,
         header_read_timeout=_number(env, "HEADER_READ_TIMEOUT", 10, float, low=0.001, high=DAY),
         body_read_timeout=_number(env, "BODY_READ_TIMEOUT", 60, float, low=0.001, high=DAY),
+        console_session_hours=_number(
+            env, "CONSOLE_SESSION_HOURS", 12, float, low=0.01, high=24 * 90
+        ),
     )
 
 

@@ -7,12 +7,12 @@ import logging
 import anyio.to_thread
 import dramatiq
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from models.db import db
 from models.settings import Settings, load_settings
-from web import middleware
+from web import console, docs, middleware
 from web.auth import token_guard
 from web.errors import EXCEPTION_HANDLERS
 from web.metrics import metrics, register_job_metrics
@@ -48,8 +48,11 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = max(1, settings.db_pool_size - 1)
 
+    sessions = console.Sessions(settings.api_token, round(settings.console_session_hours * 3600))
     app = Litestar(
         route_handlers=[
+            *console.routers(sessions),
+            *docs.asset_routers(),
             UserController,
             WebhookController,
             SegmentController,
@@ -70,8 +73,10 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
             title="User segmentation service",
             version="1.0.0",
             path="/docs",
-            render_plugins=[SwaggerRenderPlugin(path="/"), ScalarRenderPlugin(path="/scalar")],
+            render_plugins=docs.render_plugins(),
         ),
+        template_config=console.template_config(),
+        state=State({"console_sessions": sessions}),
     )
     use_msgspec_schemas(app)
     # Around the whole handler, not as route middleware: unknown routes get a request id
