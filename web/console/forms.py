@@ -60,7 +60,7 @@ async def create_segment(request: Request) -> Redirect:
 
 
 @post("/segments/{name:str}/percent")
-async def change_percent(request: Request, name: str) -> Redirect:
+async def change_percent(request: Request, name: params.NamePath) -> Redirect:
     form = await request.form()
     percent = _percent(_field(form, "auto_percent"))
     view = await to_thread.run_sync(segments.change_percent, params.segment_name(name), percent)
@@ -68,7 +68,7 @@ async def change_percent(request: Request, name: str) -> Redirect:
 
 
 @post("/segments/{name:str}/delete")
-async def delete_segment(request: Request, name: str) -> Redirect:
+async def delete_segment(request: Request, name: params.NamePath) -> Redirect:
     view = await to_thread.run_sync(segments.delete_segment, params.segment_name(name))
     return await _started(view, f"/console?deleted={quote(view.name)}")
 
@@ -98,7 +98,7 @@ def _ids_source(form) -> tuple[AsyncIterator[bytes], str]:
     "/segments/{name:str}/import",
     request_max_body_size=uploads.IMPORT_MAX_BODY,
 )
-async def import_users(request: Request, name: str) -> Response:
+async def import_users(request: Request, name: params.NamePath) -> Response:
     """The import form: a file (multipart) or pasted ids, streamed into the same staged
     import as POST /segments/{name}/users, with the same 64 MiB limit on the request."""
     form = await request.form()
@@ -146,7 +146,7 @@ async def log_out(request: Request) -> Response:
 
 
 @get_and_head("/login", opt={OPEN: True}, sync_to_thread=False)
-def show_login(request: Request, next: str = "/console", out: str = "") -> Response:
+def show_login(request: Request, next: params.Text = "/console", out: params.Text = "") -> Response:
     if not request.app.state.console_sessions.required:
         return Redirect("/console", status_code=303)
     notice = "You are logged out." if out else None

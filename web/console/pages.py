@@ -55,7 +55,7 @@ def _neighbours(year: int, month: int) -> tuple[str, str]:
 
 
 @get_and_head("/", sync_to_thread=True)
-def overview(request: Request, deleted: str | None = None) -> Template:
+def overview(request: Request, deleted: params.OptionalText = None) -> Template:
     return page(
         request,
         "overview.html",
@@ -68,7 +68,7 @@ def overview(request: Request, deleted: str | None = None) -> Template:
 
 
 @get_and_head("/users", sync_to_thread=True)
-def find_user(request: Request, id: str = "") -> Redirect:
+def find_user(request: Request, id: params.Text = "") -> Redirect:
     """The search box: a GET form, answered with the user's page."""
     wanted = id.strip()
     if not wanted:
@@ -77,7 +77,9 @@ def find_user(request: Request, id: str = "") -> Redirect:
 
 
 @get_and_head("/users/{user_id:str}", sync_to_thread=True)
-def user(request: Request, user_id: str, month: str | None = None) -> Template:
+def user(
+    request: Request, user_id: params.UserIdPath, month: params.OptionalText = None
+) -> Template:
     uid = params.user_id(user_id)
     held = memberships.user_memberships(uid)
     if held is None:
@@ -102,7 +104,7 @@ def user(request: Request, user_id: str, month: str | None = None) -> Template:
 
 
 @get_and_head("/segments/{name:str}", sync_to_thread=True)
-def segment(request: Request, name: str, after: str = "0") -> Template:
+def segment(request: Request, name: params.NamePath, after: params.After = "0") -> Template:
     name = params.segment_name(name)
     view = segments.get_segment(name)
     start = params.after(after)
@@ -124,13 +126,13 @@ def segment(request: Request, name: str, after: str = "0") -> Template:
 
 
 @get_and_head("/segments/{name:str}/delete", sync_to_thread=True)
-def confirm_delete(request: Request, name: str) -> Template:
+def confirm_delete(request: Request, name: params.NamePath) -> Template:
     view = segments.get_segment(params.segment_name(name))
     return page(request, "delete.html", segment=view, title=f"Delete {view.name}?")
 
 
 @get_and_head("/jobs/{job_id:str}", sync_to_thread=True)
-def job_progress(job_id: str) -> Response:
+def job_progress(job_id: params.JobIdPath) -> Response:
     """What a progress bar needs; the pages' script polls it (the session cookie
     authorises it, unlike /jobs/{id}, which wants the bearer token)."""
     jid = params.job_id(job_id)
@@ -151,13 +153,13 @@ def job_progress(job_id: str) -> Response:
 
 
 @get_and_head("/users/{user_id:str}/history.csv", sync_to_thread=True)
-def user_history_csv(user_id: str, year: str, month: str) -> Stream:
+def user_history_csv(user_id: params.UserIdPath, year: params.Year, month: params.Month) -> Stream:
     """The API's history report (GET /users/{id}/history), under the console's login."""
     return user_report(user_id, year, month)
 
 
 @get_and_head("/segments/{name:str}/users.csv", sync_to_thread=True)
-def segment_members_csv(name: str) -> Stream:
+def segment_members_csv(name: params.NamePath) -> Stream:
     """The API's export (GET /segments/{name}/users.csv), under the console's login."""
     return members_export(params.segment_name(name))
 
