@@ -22,8 +22,15 @@ from web.auth import PUBLIC
 ASSETS = "/docs/assets"
 SCALAR_DIR = Path(__file__).parent / "vendor" / "scalar"
 FAVICON = '<link rel="icon" type="image/svg+xml" href="/console/static/favicon.svg">'
-# Scalar loads its fonts from its own CDN unless told not to; the system fonts do.
-SCALAR_OPTIONS = {"withDefaultFonts": False, "hideClientButton": True}
+# Nothing of Scalar's that calls its own servers: its web fonts (the system's do), the
+# developer toolbar (sharing, deploying), the "Ask AI" agent (it searches Scalar's API
+# registry), and the request client (it may go through Scalar's proxy; /docs has one).
+SCALAR_OPTIONS = {
+    "withDefaultFonts": False,
+    "showDeveloperTools": "never",
+    "agent": {"disabled": True},
+    "hideClientButton": True,
+}
 
 
 def render_plugins() -> list:

@@ -22,15 +22,17 @@ def utc(at: datetime | None) -> str:
 
 
 def relative(at: datetime | None, now: datetime | None = None) -> str:
-    """``in 2 days``, ``3 hours ago``: the largest whole unit."""
+    """``in 2 days``, ``3 hours ago``: in the largest unit that fits."""
     if at is None:
         return ""
     seconds = (at - (now or datetime.now(UTC))).total_seconds()
     size = abs(seconds)
     if size < 1:
         return "now"
+    # To the nearest whole unit: 47 h 59 min is "in 2 days"; the page shows the exact
+    # timestamp beside it.
     unit, length = next((u, n) for u, n in _UNITS if size >= n)
-    count = int(size // length)
+    count = round(size / length)
     text = f"{count} {unit}{'' if count == 1 else 's'}"
     return f"in {text}" if seconds > 0 else f"{text} ago"
 
