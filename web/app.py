@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
             ready,
             metrics,
         ],
-        guards=[token_guard(settings.api_token)] if settings.api_token else [],
+        guards=[token_guard(settings.api_token, sessions.opens_docs)] if settings.api_token else [],
         request_max_body_size=MAX_BODY,
         exception_handlers={**EXCEPTION_HANDLERS, **middleware.EXCEPTION_HANDLERS},
         logging_config=None,  # models.logs configures logging for every process

@@ -269,7 +269,7 @@ def test_login_and_logout(browser, stacks, shots):
     tab.click("button:has-text('Log in')")
     tab.wait_for_url("**/console/users/1000")
     (session,) = [c for c in context.cookies() if c["name"] == "segments_console"]
-    assert session["httpOnly"] and session["sameSite"] == "Strict" and session["path"] == "/console"
+    assert session["httpOnly"] and session["sameSite"] == "Strict" and session["path"] == "/"
     assert TOKEN not in session["value"]
     tab.click("button:has-text('Log out')")
     tab.wait_for_url("**/console/login?out=1")

@@ -164,20 +164,26 @@ def test_login_cookie_and_logout(locked):
     )
     assert ok.status_code == 303
     cookie = ok.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/;" in cookie
     assert "Secure" not in cookie  # plain http here
     assert locked.get("/console").status_code == 200
     assert locked.get("/segments").status_code == 401  # the API still wants its bearer
+    assert locked.post("/users", json={"id": 5}).status_code == 401
+    # The console's "API docs" link works for a person logged in.
+    assert locked.get("/docs").status_code == 200
+    assert locked.get("/docs/openapi.json").status_code == 200
     out = locked.post("/console/logout", data={"_csrf_token": csrf(locked)}, follow_redirects=False)
     assert out.status_code == 303
     assert locked.get("/console", follow_redirects=False).status_code == 303
+    assert locked.get("/docs").status_code == 401
 
 
 def test_a_forged_or_expired_session_is_refused(locked):
     sessions = locked.app.state.console_sessions
     for value in ("1.2.3", f"{sessions.issue()[:-1]}0", "9999999999.ab.cd"):
-        locked.cookies.set("segments_console", value, path="/console")
+        locked.cookies.set("segments_console", value)
         assert locked.get("/console", follow_redirects=False).status_code == 303, value
+        assert locked.get("/docs").status_code == 401
 
 
 def test_no_page_loads_an_asset_from_another_site(seeded):
@@ -207,3 +213,15 @@ def test_no_page_loads_an_asset_from_another_site(seeded):
         "/console/static/scalar.css",
     ):
         assert seeded.get(asset).status_code == 200, asset
+
+
+def test_the_session_cookie_is_secure_over_https(clean_db, app_with):
+    with TestClient(app=app_with(api_token="s3cret-token"), base_url="https://console.test") as c:
+        token = csrf(c, "/console/login")
+        ok = c.post(
+            "/console/login",
+            data={"_csrf_token": token, "token": "s3cret-token"},
+            follow_redirects=False,
+        )
+        assert ok.status_code == 303
+        assert "; Secure" in ok.headers["set-cookie"]

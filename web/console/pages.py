@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from litestar import Request, Response
 from litestar.response import Redirect, Stream, Template
@@ -18,7 +18,7 @@ from web.routes import params
 from web.routes.history import user_report
 from web.routes.segments import members_export
 
-MEMBERS_PAGE = 50
+MEMBERS_PAGE = 25
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
@@ -94,6 +94,7 @@ def user(
         timeline=console.user_timeline(uid, year, mon),
         timeline_limit=console.TIMELINE_LIMIT,
         month=f"{year:04d}-{mon:02d}",
+        month_name=date(year, mon, 1).strftime("%B %Y"),
         year=year,
         month_number=mon,
         previous=previous,

@@ -4,8 +4,10 @@ signed session cookie.
 The cookie is ``<expiry>.<nonce>.<HMAC-SHA256 of both>``, keyed by a key derived from
 API_TOKEN; nothing is stored on the server. So a restart, or another web process, keeps
 everyone logged in, and changing API_TOKEN logs everyone out (README, Decisions). The
-cookie is HttpOnly, SameSite=Strict, limited to /console, and Secure when the request
-came over https (the app trusts no proxy headers, so the scheme is the connection's).
+cookie is HttpOnly, SameSite=Strict, and Secure when the request came over https (the
+app trusts no proxy headers, so the scheme is the connection's). It opens the console and
+lets its holder read the API docs (GET /docs...); every other API route still wants the
+bearer token.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 COOKIE = "segments_console"
 PATH = "/console"
+DOCS = "/docs"
 OPEN = "console_open"  # handler opt: no session needed (login page, static files)
 
 
@@ -70,7 +73,7 @@ class Sessions:
         return Cookie(
             key=COOKIE,
             value=value,
-            path=PATH,
+            path="/",  # the console and the docs pages
             max_age=max_age,
             httponly=True,
             samesite="strict",
@@ -84,6 +87,15 @@ class Sessions:
     def log_out(self, request: Request, response: Response) -> Response:
         response.set_cookie(self.cookie(request, "", 0))
         return response
+
+    def opens_docs(self, connection: ASGIConnection) -> bool:
+        """A person logged in to the console may read the API docs in the same browser."""
+        path = connection.scope["path"]
+        return (
+            (path == DOCS or path.startswith(f"{DOCS}/"))
+            and connection.scope["method"] in ("GET", "HEAD")
+            and self.valid(connection.cookies.get(COOKIE))
+        )
 
     def guard(self, connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         if handler.opt.get(OPEN) or self.valid(connection.cookies.get(COOKIE)):
