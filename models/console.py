@@ -155,9 +155,10 @@ def jobs_in_flight(limit: int = 50) -> list[JobView]:
 
 
 @read_only
-def recent_failures(limit: int = 20) -> list[JobView]:
-    failed = _jobs().where(Job.state == JobState.FAILED.value)
-    return _job_views(failed.order_by(Job.id.desc()).limit(limit))
+def recent_jobs(state: JobState, limit: int) -> list[JobView]:
+    """The latest jobs that ended in ``state`` (done or failed), newest first."""
+    ended = _jobs().where(Job.state == state.value)
+    return _job_views(ended.order_by(Job.id.desc()).limit(limit))
 
 
 @read_only

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from litestar.testing import TestClient
 
+from models.console import SeriesPoint
 from tests.integration.jobs import drain
+from web.console.format import members_chart
 
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 ASSET = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(https?:)?//""", re.IGNORECASE)
@@ -225,3 +228,30 @@ def test_the_session_cookie_is_secure_over_https(clean_db, app_with):
         )
         assert ok.status_code == 303
         assert "; Secure" in ok.headers["set-cookie"]
+
+
+def test_the_chart_spans_the_whole_width_whatever_the_time_span():
+    start = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
+    for span in (timedelta(milliseconds=80), timedelta(days=30)):
+        chart = members_chart([SeriesPoint(start, 0), SeriesPoint(start + span, 25)])
+        xs = [float(point.split(",")[0]) for point in chart.line.split()]
+        assert xs[0] == chart.left and xs[-1] == chart.width - 12, (span, chart.line)
+    single = members_chart([SeriesPoint(start, 3)])
+    assert single.high == 3
+
+
+def test_overview_lists_jobs_in_flight_finished_and_failed(seeded, sql):
+    sql.execute(
+        "INSERT INTO jobs (kind, segment_id, params, state, done, total, error) VALUES "
+        "('import', 1, '{}', 'running', 30, 120, NULL), "
+        "('import', 1, '{}', 'failed', 0, 10, 'worker lost the database'), "
+        "('import', 1, '{}', 'done', 10, 10, NULL)"
+    )
+    page = seeded.get("/console").text
+    in_flight = page[page.index("Jobs in flight") : page.index("Recently finished")]
+    assert '<progress data-job="1" value="30" max="120">' in in_flight
+    finished = page[page.index("Recently finished") : page.index("Recent failures")]
+    assert 'data-job="3"' in finished and 'data-job="1"' not in finished
+    failures = page[page.index("Recent failures") :]
+    assert "worker lost the database" in failures
+    assert seeded.get("/console/jobs/1").json()["label"] == "30 of 120 (25\u2009%)"

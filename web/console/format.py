@@ -104,7 +104,7 @@ class Chart:
 def members_chart(points: list[SeriesPoint], width: int = 720, height: int = 200) -> Chart:
     left, right, top, bottom = 56, 12, 12, height - 28
     start, end = points[0].at, points[-1].at
-    span = max((end - start).total_seconds(), 1.0)
+    span = (end - start).total_seconds() or 1.0
     high = max(max(p.members for p in points), 1)
     low = 0
 

@@ -12,6 +12,7 @@ from litestar.response import Redirect, Stream, Template
 
 from models import console, memberships, segments
 from models.errors import Invalid, NotFound
+from models.tables import JobState
 from web.console.format import members_chart, progress_label
 from web.methods import get_and_head
 from web.routes import params
@@ -61,7 +62,8 @@ def overview(request: Request, deleted: params.OptionalText = None) -> Template:
         "overview.html",
         segments=segments.list_segments(),
         in_flight=console.jobs_in_flight(),
-        failures=console.recent_failures(),
+        finished=console.recent_jobs(JobState.DONE, 8),
+        failures=console.recent_jobs(JobState.FAILED, 20),
         deleted=deleted,
         title="Overview",
     )
