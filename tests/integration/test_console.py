@@ -255,3 +255,13 @@ def test_overview_lists_jobs_in_flight_finished_and_failed(seeded, sql):
     failures = page[page.index("Recent failures") :]
     assert "worker lost the database" in failures
     assert seeded.get("/console/jobs/1").json()["label"] == "30 of 120 (25\u2009%)"
+
+
+def test_an_unknown_console_path_is_a_404_page(seeded):
+    for path in ("/console/nope", "/console/users/1000/nope", "/console/static/nope.css"):
+        r = seeded.get(path)
+        assert r.status_code == 404, path
+    page = seeded.get("/console/nope")
+    assert page.headers["content-type"].startswith("text/html")
+    assert "no console page" in page.text
+    assert seeded.get("/console/users/1000").status_code == 200

@@ -6,8 +6,11 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
 
 from litestar import Request, Response
+from litestar.params import PathParameter
 from litestar.response import Redirect, Stream, Template
 
 from models import console, memberships, segments
@@ -167,6 +170,12 @@ def segment_members_csv(name: params.NamePath) -> Stream:
     return members_export(params.segment_name(name))
 
 
+@get_and_head("/{rest:path}", sync_to_thread=False)
+def unknown_page(rest: Annotated[Path, PathParameter()]) -> None:
+    """Any other path under /console: a 404 page rather than the API's JSON."""
+    raise NotFound(f"there is no console page {str(rest)[:100]!r}")
+
+
 PAGES = [
     overview,
     find_user,
@@ -176,4 +185,5 @@ PAGES = [
     segment_members_csv,
     confirm_delete,
     job_progress,
+    unknown_page,
 ]
