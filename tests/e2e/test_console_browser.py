@@ -147,7 +147,40 @@ def arranged(stacks) -> Stack:
     now = datetime.now(UTC)
     month = f"/users/1000/history?year={now.year}&month={now.month}"
     wait_for(lambda: ";ttl" in api.get(month).text, 10, "the TTL sweep")
+    assert api.post("/segments", json={"segment": "AVITO_CHAT_BOTS"}).status_code == 201
+    _three_weeks_of_history("AVITO_CHAT_BOTS")
     return locked
+
+
+def _three_weeks_of_history(segment: str) -> None:
+    """Users 100-160 joined over 20 days, and every fifth of 100-150 left a day later:
+    rows and their events as the domain writes them, back-dated, so the chart has a
+    shape to show."""
+    conn = psycopg2.connect(os.environ["DATABASE_DSN"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(
+            """WITH s AS (
+                   UPDATE segments SET created_at = now() - interval '21 days'
+                   WHERE name = %(name)s AND deleted_at IS NULL RETURNING id
+               ),
+               joined AS (
+                   SELECT u, now() - make_interval(hours => (160 - u) * 8) AS at
+                   FROM generate_series(100, 160) u
+               ),
+               kept AS (
+                   INSERT INTO memberships (user_id, segment_id, source, added_at)
+                   SELECT u, s.id, 'manual', at FROM joined, s
+                   WHERE NOT (u %% 5 = 0 AND u <= 150)
+               )
+               INSERT INTO history (user_id, segment_id, operation, reason, at)
+               SELECT u, s.id, 'add', 'manual', at FROM joined, s
+               UNION ALL
+               SELECT u, s.id, 'remove', 'manual', at + interval '1 day'
+               FROM joined, s WHERE u %% 5 = 0 AND u <= 150""",
+            {"name": segment},
+        )
+    conn.close()
 
 
 def test_search_a_user_and_read_the_timeline(arranged, page, shots):
@@ -191,7 +224,20 @@ def test_create_a_segment_and_watch_its_progress_reach_100(arranged, page, shots
     page.reload()
     count = int(page.inner_text("[data-testid=member-count]").replace("\u2009", ""))
     assert 100 < count < 301  # half of 401 users, give or take the buckets
+
+
+def test_a_segment_page_charts_its_history_and_pages_its_members(arranged, page, shots):
+    page.goto("/console/segments/AVITO_CHAT_BOTS")
+    kept = [u for u in range(100, 161) if not (u % 5 == 0 and u <= 150)]
+    assert page.inner_text("[data-testid=member-count]") == str(len(kept))
+    steps = page.get_attribute("svg.chart polyline", "points").split()
+    heights = sorted({float(point.split(",")[1]) for point in steps})
+    assert len(heights) > 10  # a count that changed many times over the three weeks
     page.screenshot(path=str(shots / "segment.png"), full_page=True)
+    first = page.locator("#members tbody tr").count()
+    page.click("a:has-text('Next page')")
+    assert first == 25 and page.locator("#members tbody tr").count() == len(kept) - 25
+    assert page.inner_text("#members tbody tr >> nth=0").startswith(str(kept[25]))
 
 
 def test_upload_an_import_and_see_it_applied(arranged, page):
