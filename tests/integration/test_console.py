@@ -13,6 +13,7 @@ from litestar.testing import TestClient
 from models.console import SeriesPoint
 from tests.integration.jobs import drain
 from web.console.format import members_chart
+from web.console.session import Sessions
 
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 ASSET = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(https?:)?//""", re.IGNORECASE)
@@ -155,6 +156,12 @@ def test_login_cookie_and_logout(locked):
     assert r.status_code == 303
     assert r.headers["location"] == "/console/login?next=/console/users/1"
     assert locked.get("/console/jobs/1", follow_redirects=False).status_code == 303
+    upload = locked.post(
+        "/console/segments/A/import",
+        files={"file": ("ids.csv", b"1\n" * 1000, "text/csv")},
+        follow_redirects=False,
+    )
+    assert upload.status_code == 303 and upload.headers["location"].startswith("/console/login")
     page = locked.get("/console/login")
     assert "Open mode" not in page.text
     token = CSRF.search(page.text)[1]
@@ -183,7 +190,10 @@ def test_login_cookie_and_logout(locked):
 
 def test_a_forged_or_expired_session_is_refused(locked):
     sessions = locked.app.state.console_sessions
-    for value in ("1.2.3", f"{sessions.issue()[:-1]}0", "9999999999.ab.cd"):
+    genuine = sessions.issue()
+    forged = genuine[:-1] + ("1" if genuine.endswith("0") else "0")  # one bit of the MAC off
+    expired = Sessions(sessions.token, lifetime_seconds=-1).issue()
+    for value in ("1.2.3", forged, expired, "9999999999.ab.cd"):
         locked.cookies.set("segments_console", value)
         assert locked.get("/console", follow_redirects=False).status_code == 303, value
         assert locked.get("/docs").status_code == 401

@@ -72,8 +72,7 @@ def routers(sessions: Sessions) -> list[Router]:
     console = Router(
         "/console",
         route_handlers=[*PAGES, *FORMS],
-        guards=[sessions.guard],
-        middleware=[csrf_middleware(sessions.token)],
+        middleware=[sessions.middleware, csrf_middleware(sessions.token)],
         exception_handlers={**handlers, LoginRequired: _on_login_required},
         opt={PUBLIC: True},
         include_in_schema=False,
