@@ -16,12 +16,12 @@ from enum import StrEnum
 
 import psycopg2
 
+from models import segments  # the module: models.segments imports jobs, which imports this
 from models.db import db
 from models.errors import NotFound
 from models.events import change_with_events
 from models.job_batches import BatchResult
 from models.memberships import remove_ended
-from models.segments import hold_auto_segments_shared
 from models.settings import active
 from models.tables import Job, JobKind, Operation, Reason
 
@@ -145,7 +145,7 @@ def _lock_users(ids: list[int]) -> list[int]:
 def _known_users(ids: list[int], create: bool) -> list[int]:
     """The listed users that exist (created first when ``create``), row-locked."""
     if create:
-        hold_auto_segments_shared()  # as POST /users: no auto assignment misses them
+        segments.hold_auto_segments_shared()  # as POST /users: no auto assignment misses them
         created = _column(
             "INSERT INTO users (id) SELECT unnest(%s::bigint[]) ORDER BY 1 "
             "ON CONFLICT DO NOTHING RETURNING id",

@@ -52,6 +52,7 @@ class Settings:
     database_replica_dsn: str | None
     replica_max_lag_ms: int
     history_retention_months: int | None  # None: history is kept forever
+    console_session_hours: float
 
     def connect_params(self) -> dict[str, str]:
         """libpq keywords for psycopg2, with the password merged in (never logged)."""
@@ -170,6 +171,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         # poll the replica too often to be cheap.
         replica_max_lag_ms=_number(env, "REPLICA_MAX_LAG_MS", 1000, low=100, high=DAY * 1000),
         history_retention_months=_optional_number(env, "HISTORY_RETENTION_MONTHS", high=1200),
+        console_session_hours=_number(
+            env, "CONSOLE_SESSION_HOURS", 12, float, low=0.01, high=24 * 90
+        ),
     )
 
 

@@ -7,13 +7,13 @@ import logging
 import anyio.to_thread
 import dramatiq
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from models.db import close_pools
 from models.replica import start_monitor, stop_monitor
 from models.settings import Settings, load_settings
-from web import middleware
+from web import console, docs, middleware
 from web.auth import token_guard
 from web.errors import EXCEPTION_HANDLERS
 from web.metrics import forget_process, metrics, record_replica, register_job_metrics
@@ -52,8 +52,11 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
     def start_replica_monitor() -> None:
         start_monitor(settings, on_check=record_replica)
 
+    sessions = console.Sessions(settings.api_token, round(settings.console_session_hours * 3600))
     app = Litestar(
         route_handlers=[
+            *console.routers(sessions),
+            *docs.asset_routers(),
             UserController,
             WebhookController,
             SegmentController,
@@ -63,7 +66,7 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
             ready,
             metrics,
         ],
-        guards=[token_guard(settings.api_token)] if settings.api_token else [],
+        guards=[token_guard(settings.api_token, sessions.opens_docs)] if settings.api_token else [],
         request_max_body_size=MAX_BODY,
         exception_handlers={**EXCEPTION_HANDLERS, **middleware.EXCEPTION_HANDLERS},
         logging_config=None,  # models.logs configures logging for every process
@@ -74,8 +77,10 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
             title="User segmentation service",
             version="1.0.0",
             path="/docs",
-            render_plugins=[SwaggerRenderPlugin(path="/"), ScalarRenderPlugin(path="/scalar")],
+            render_plugins=docs.render_plugins(),
         ),
+        template_config=console.template_config(),
+        state=State({"console_sessions": sessions}),
     )
     use_msgspec_schemas(app)
     # Around the whole handler, not as route middleware: unknown routes get a request id

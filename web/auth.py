@@ -4,6 +4,7 @@ orchestrators can probe without the secret."""
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
@@ -12,11 +13,13 @@ from litestar.handlers.base import BaseRouteHandler
 PUBLIC = "public"
 
 
-def token_guard(token: str):
+def token_guard(token: str, also_allowed: Callable[[ASGIConnection], bool] | None = None):
+    """A guard wanting the bearer token, except on public handlers and where
+    ``also_allowed`` says yes (the console's session, on the docs pages)."""
     expected = f"Bearer {token}".encode()
 
     def require_token(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-        if handler.opt.get(PUBLIC):
+        if handler.opt.get(PUBLIC) or (also_allowed and also_allowed(connection)):
             return
         given = connection.headers.get("authorization", "").encode()
         # Constant-time: the comparison takes as long whatever prefix matches.

@@ -7,6 +7,7 @@ no leading zero, 1..2^63-1. The first bad one is a 400 naming its line (or item)
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 from anyio import to_thread
 
@@ -138,9 +139,20 @@ def idempotency_key(raw: str | None) -> str | None:
 
 
 async def receive(request, segment: str, options: ImportOptions, key: str | None) -> ImportStarted:
-    """Stream the body into a staged import (models.imports.Upload). The upload's
-    blocking database calls run on worker threads; at most FLUSH ids are held."""
-    media = request.content_type[0]
+    """Stream the request's body into a staged import (models.imports.Upload)."""
+    return await receive_chunks(request.stream(), request.content_type[0], segment, options, key)
+
+
+async def receive_chunks(
+    chunks: AsyncIterator[bytes],
+    media: str,
+    segment: str,
+    options: ImportOptions,
+    key: str | None,
+) -> ImportStarted:
+    """Stream ``chunks`` (a list of ids in the format ``media`` names) into a staged
+    import. The upload's blocking database calls run on worker threads; at most FLUSH
+    ids are held."""
     if media not in PARSERS:
         raise UnsupportedMedia(media)
     parser = PARSERS[media]()
@@ -148,7 +160,7 @@ async def receive(request, segment: str, options: ImportOptions, key: str | None
     try:
         await to_thread.run_sync(upload.start)
         pending: list[int] = []
-        async for chunk in request.stream():
+        async for chunk in chunks:
             upload.feed(chunk)
             pending += parser.feed(chunk)
             if len(pending) >= FLUSH:

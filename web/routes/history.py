@@ -15,13 +15,22 @@ from web.routes import params
 from web.schemas import HISTORY_ERRORS
 
 
-def _report(user_id: int | None, y: int, m: int, filename: str) -> Stream:
+def history_report(user_id: int | None, y: int, m: int, filename: str) -> Stream:
     history.check_kept(y, m, active().history_retention_months, datetime.now(UTC).date())
     return Stream(
         history.history_csv(user_id, y, m),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{filename}-{y}-{m:02d}.csv"'},
     )
+
+
+def user_report(user_id: str, year: str, month: str) -> Stream:
+    """One user's month (the raw parameters checked here); 404 for an unknown user."""
+    uid = params.user_id(user_id)
+    y, m = params.year(year), params.month(month)
+    if not users.user_exists(uid):
+        raise NotFound.user(uid)
+    return history_report(uid, y, m, f"history-user-{uid}")
 
 
 class HistoryController(Controller):
@@ -40,11 +49,7 @@ class HistoryController(Controller):
         year: params.Year,
         month: params.Month,
     ) -> Stream:
-        uid = params.user_id(user_id)
-        y, m = params.year(year), params.month(month)
-        if not users.user_exists(uid):
-            raise NotFound.user(uid)
-        return _report(uid, y, m, f"history-user-{uid}")
+        return user_report(user_id, year, month)
 
     @get_and_head(
         "/history",
@@ -54,4 +59,4 @@ class HistoryController(Controller):
         summary="Everyone's membership history as CSV",
     )
     def all_history(self, year: params.Year, month: params.Month) -> Stream:
-        return _report(None, params.year(year), params.month(month), "history")
+        return history_report(None, params.year(year), params.month(month), "history")

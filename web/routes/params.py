@@ -56,6 +56,9 @@ Limit = Annotated[
 ]
 
 
+Text = Annotated[str, QueryParameter()]  # a form field, checked by its handler
+OptionalText = Annotated[str | None, QueryParameter()]
+
 Action = Annotated[
     str,
     QueryParameter(

@@ -32,7 +32,7 @@ from workers.actors import enqueue_job
 IMPORT_PARAMETERS = {"action", "active_time", "mode", "create_users"}
 
 
-def _import_options(action: str, active_time: str | None, mode: str, create: str):
+def import_options(action: str, active_time: str | None, mode: str, create: str):
     options = ImportOptions(
         action=Action(params.choice("action", action, ("add", "remove"))),
         active_time=None
@@ -64,6 +64,14 @@ def _started(view: SegmentView) -> Segment:
     if view.job_id is not None:
         enqueue_job(view.job_id)
     return _segment(view)
+
+
+def members_export(name: str) -> Stream:
+    return Stream(
+        segments.members_csv(name),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="segment-{name}-users.csv"'},
+    )
 
 
 class SegmentController(Controller):
@@ -129,7 +137,7 @@ class SegmentController(Controller):
             return error_response(
                 415, f"Content-Encoding {encoding!r} is not accepted: send the list uncompressed"
             )
-        options = _import_options(action, active_time, mode, create_users)
+        options = import_options(action, active_time, mode, create_users)
         key = uploads.idempotency_key(request.headers.get("idempotency-key"))
         try:
             started = await uploads.receive(request, params.segment_name(name), options, key)
@@ -155,12 +163,7 @@ class SegmentController(Controller):
     )
     def export(self, name: params.NamePath) -> Stream:
         """Streamed by user id in batches: flat memory whatever the segment's size."""
-        name = params.segment_name(name)
-        return Stream(
-            segments.members_csv(name),
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="segment-{name}-users.csv"'},
-        )
+        return members_export(params.segment_name(name))
 
     @get_and_head(
         "/{name:str}/users",

@@ -1,0 +1,59 @@
+"""CSRF protection for the console's forms: Litestar's double-submit middleware, mounted
+on the /console router only, so the JSON API (bearer tokens, no cookies) never sees it.
+
+Forms carry the token in the hidden field ``_csrf_token`` (the template's
+``csrf_input``); a POST without it, or with a token that does not match the cookie, is a
+403 page.
+"""
+
+from __future__ import annotations
+
+from litestar.config.csrf import CSRFConfig
+from litestar.middleware.base import DefineMiddleware
+from litestar.middleware.csrf import CSRFMiddleware
+from litestar.types import Receive, Scope, Send
+
+from web.console.session import PATH, derive_key
+
+COOKIE = "segments_console_csrf"
+# Without API_TOKEN the console is open to anyone who can reach it, so the key guards no
+# credential; what stops a foreign page from posting a form is that it can neither read
+# nor send the SameSite=Strict cookie. A fixed key keeps tokens valid across processes
+# and restarts (README, Decisions).
+OPEN_MODE_KEY = "segments-console-open-mode"
+
+
+class ConsoleCSRFMiddleware(CSRFMiddleware):
+    """Litestar's middleware, except that a page view with a cookie signed by another
+    key (API_TOKEN changed) gets a fresh cookie instead of a 403 on every later form."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in self.config.safe_methods:
+            scope["headers"] = [
+                (name, self._without_stale_cookie(value) if name == b"cookie" else value)
+                for name, value in scope["headers"]
+            ]
+        await super().__call__(scope, receive, send)
+
+    def _without_stale_cookie(self, header: bytes) -> bytes:
+        prefix = f"{self.config.cookie_name}="
+        kept = []
+        for part in header.decode("latin-1").split(";"):
+            value = part.strip()
+            if value.startswith(prefix) and self._decode_csrf_token(value[len(prefix) :]) is None:
+                continue
+            kept.append(part)
+        return ";".join(kept).encode("latin-1")
+
+
+def csrf_middleware(api_token: str | None) -> DefineMiddleware:
+    secret = derive_key(api_token, "csrf").hex() if api_token else OPEN_MODE_KEY
+    config = CSRFConfig(
+        secret=secret,
+        cookie_name=COOKIE,
+        cookie_path=PATH,
+        cookie_httponly=True,
+        cookie_samesite="strict",
+        header_name="x-csrf-token",
+    )
+    return DefineMiddleware(ConsoleCSRFMiddleware, config=config)

@@ -1,0 +1,111 @@
+"""The console's login: with API_TOKEN set, a person gives the token once and keeps a
+signed session cookie.
+
+The cookie is ``<expiry>.<nonce>.<HMAC-SHA256 of both>``, keyed by a key derived from
+API_TOKEN; nothing is stored on the server. So a restart, or another web process, keeps
+everyone logged in, and changing API_TOKEN logs everyone out (README, Decisions). The
+cookie is HttpOnly, SameSite=Strict, and Secure when the request came over https (the
+app trusts no proxy headers, so the scheme is the connection's). It opens the console and
+lets its holder read the API docs (GET /docs...); every other API route still wants the
+bearer token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+
+from litestar import Request, Response
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+COOKIE = "segments_console"
+PATH = "/console"
+DOCS = "/docs"
+OPEN = "console_open"  # handler opt: no session needed (login page, static files)
+
+
+class LoginRequired(Exception):
+    """No valid session: the console sends the person to the login page."""
+
+
+def derive_key(token: str, purpose: str) -> bytes:
+    """A key for one purpose, derived from API_TOKEN (HMAC as a KDF)."""
+    return hmac.new(token.encode(), f"segments-console/{purpose}".encode(), hashlib.sha256).digest()
+
+
+class Sessions:
+    def __init__(self, token: str | None, lifetime_seconds: int) -> None:
+        self.token = token
+        self.lifetime = lifetime_seconds
+        self.key = derive_key(token, "session") if token else b""
+
+    @property
+    def required(self) -> bool:
+        return self.token is not None
+
+    def token_matches(self, given: str) -> bool:
+        # Constant time, whatever prefix of the token the guess shares.
+        return self.token is not None and hmac.compare_digest(given.encode(), self.token.encode())
+
+    def _mac(self, body: str) -> str:
+        return hmac.new(self.key, body.encode(), hashlib.sha256).hexdigest()
+
+    def issue(self) -> str:
+        body = f"{int(time.time()) + self.lifetime}.{secrets.token_hex(8)}"
+        return f"{body}.{self._mac(body)}"
+
+    def valid(self, value: str | None) -> bool:
+        if not self.required:
+            return True
+        if not value or value.count(".") != 2:
+            return False
+        body, _, mac = value.rpartition(".")
+        if not hmac.compare_digest(mac.encode(), self._mac(body).encode()):
+            return False
+        expires = body.partition(".")[0]
+        return expires.isdigit() and int(expires) > time.time()
+
+    def cookie(self, request: Request, value: str, max_age: int) -> Cookie:
+        return Cookie(
+            key=COOKIE,
+            value=value,
+            path="/",  # the console and the docs pages
+            max_age=max_age,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+
+    def log_in(self, request: Request, response: Response) -> Response:
+        response.set_cookie(self.cookie(request, self.issue(), self.lifetime))
+        return response
+
+    def log_out(self, request: Request, response: Response) -> Response:
+        response.set_cookie(self.cookie(request, "", 0))
+        return response
+
+    def opens_docs(self, connection: ASGIConnection) -> bool:
+        """A person logged in to the console may read the API docs in the same browser."""
+        path = connection.scope["path"]
+        return (
+            (path == DOCS or path.startswith(f"{DOCS}/"))
+            and connection.scope["method"] in ("GET", "HEAD")
+            and self.valid(connection.cookies.get(COOKIE))
+        )
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """The console's first check, before its CSRF middleware reads a form: a
+        request without a session never gets its body (up to 64 MiB) read."""
+
+        async def require_session(scope: Scope, receive: Receive, send: Send) -> None:
+            handler = scope.get("route_handler")
+            is_open = handler is not None and handler.opt.get(OPEN)
+            if not is_open and not self.valid(ASGIConnection(scope).cookies.get(COOKIE)):
+                raise LoginRequired
+            await app(scope, receive, send)
+
+        return require_session
