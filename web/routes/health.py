@@ -1,4 +1,9 @@
-"""/health (the process answers) and /ready (its database and Redis answer)."""
+"""/health (the process answers) and /ready (its database and broker answer).
+
+``checks`` maps each dependency to "ok" or "down: <kind of error>"; the broker's check is
+"broker", and ``broker`` says which one is in use. On Redis the check is also under its
+old name "redis", for clients written before RabbitMQ could be chosen (README, Decisions).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from litestar import Response
 from litestar.openapi import ResponseSpec
 
 from models.db import db, fetchone
+from models.settings import BrokerKind, active
 from web.auth import PUBLIC
 from web.methods import get_and_head
 from web.schemas import Readiness
@@ -39,7 +45,11 @@ def _database() -> None:
     responses={503: ResponseSpec(Readiness, description="A dependency does not answer")},
 )
 def ready() -> Response[Readiness]:
-    checks = {"database": _check(_database), "redis": _check(ping_broker)}
+    kind = active().broker_kind
+    checks = {"database": _check(_database), "broker": _check(ping_broker)}
+    if kind is BrokerKind.REDIS:
+        checks["redis"] = checks["broker"]
     ok = all(v == "ok" for v in checks.values())
     status = "ok" if ok else "unavailable"
-    return Response(Readiness(status=status, checks=checks), status_code=200 if ok else 503)
+    body = Readiness(status=status, checks=checks, broker=kind)
+    return Response(body, status_code=200 if ok else 503)
