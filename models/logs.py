@@ -51,6 +51,7 @@ def configure_logging(settings: Settings) -> None:
     plain = (logging.StreamHandler, logging.FileHandler)
     root.handlers[:] = [h for h in root.handlers if type(h) not in plain] + [handler]
     root.setLevel(logging.INFO)
-    # peewee logs every statement at DEBUG; httpx every request at INFO.
-    for noisy in ("peewee", "httpx", "apscheduler", "peewee_migrate"):
+    # peewee logs every statement at DEBUG; httpx every request and pika (RabbitMQ) every
+    # connection and channel at INFO.
+    for noisy in ("peewee", "httpx", "apscheduler", "peewee_migrate", "pika"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -60,13 +60,13 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from scripts.devservices import ensure_services
 
+    # Stacks run on the test Redis unless a test asks for RabbitMQ (tests/e2e/brokers.py).
+    os.environ.pop("BROKER_URL", None)
     services = ensure_services(prefer_local=True)
     config.stash[SERVER_DSN] = services["DATABASE_DSN"]
     os.environ["DATABASE_DSN"] = _test_dsn(services["DATABASE_DSN"])
     os.environ["REDIS_URL"] = _test_redis_url(services["REDIS_URL"])
     os.environ["QUEUE_NAMESPACE"] = TEST_DB
-    # Stacks run on the test Redis unless a test asks for RabbitMQ (tests/e2e/brokers.py).
-    os.environ.pop("BROKER_URL", None)
     os.environ.setdefault("BATCH_SIZE", "1000")
     os.environ["SEGMENTS_TEST_READY"] = "1"
 

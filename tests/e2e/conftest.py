@@ -170,14 +170,6 @@ class PrivateRedis:
             assert s.connect_ex(("127.0.0.1", self.port)) != 0, "redis still listening"
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    r = PrivateRedis(tmp_path)
-    r.start()
-    yield r
-    r.stop()
-
-
 # ------------------------------------------------------------ the two brokers
 
 BROKERS = ["redis", "rabbitmq"]
