@@ -17,14 +17,17 @@ from models.settings import BrokerKind, Settings
 from workers.actors import ACTORS
 
 # pika's connection parameters, unless BROKER_URL's query sets them. Short connect
-# timeouts for the same reason as Redis's below; a connection the server blocks (memory
-# or disk alarm) is dropped after 10 s, so a send fails and the outbox re-sends it later.
+# timeouts for the same reason as Redis's below. A confirmed send has no timeout of its
+# own: a silent server is noticed by the heartbeat (10 s, so within about 30 s), one that
+# blocks publishers (memory or disk alarm) after 10 s; the send then fails and the
+# outbox re-sends the job later. An idle sender's connection is closed by the server
+# for missed heartbeats; Dramatiq opens a new one at the next send.
 RABBITMQ_DEFAULTS = {
     "connection_attempts": "1",
     "socket_timeout": "2",
     "stack_timeout": "5",
     "blocked_connection_timeout": "10",
-    "heartbeat": "60",
+    "heartbeat": "10",
 }
 
 
