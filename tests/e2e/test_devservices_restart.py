@@ -76,9 +76,13 @@ def run_with(tmp_path, changes: dict[str, str | None]):
         yield proc, tree, url, lambda: (tmp_path / "run.log").read_text(errors="replace")
     finally:
         if proc.poll() is None:
+            # Listed first: once their parent is gone they are no longer its children, and
+            # honcho and the embedded servers run in sessions of their own.
+            everyone = tree.children(recursive=True)
             os.killpg(proc.pid, signal.SIGKILL)
-            for child in tree.children(recursive=True):
-                child.kill()
+            for child in everyone:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
         proc.wait(10)
         out.close()
 
