@@ -196,16 +196,23 @@ def no_redis() -> Iterator[str]:
         tripwire.close()
 
 
-@pytest.fixture(params=BROKERS)
-def broker(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """The environment that puts a stack (``make_stack(..., **broker)``) on Redis or on
-    RabbitMQ, where REDIS_URL leads nowhere."""
-    if request.param == "redis":
+@contextlib.contextmanager
+def on_broker(request: pytest.FixtureRequest, kind: str) -> Iterator[dict[str, str]]:
+    """The environment that puts a stack on ``kind`` ("redis" or "rabbitmq"); on
+    RabbitMQ, REDIS_URL leads to a tripwire."""
+    if kind == "redis":
         yield {"BROKER_URL": os.environ["REDIS_URL"]}
         return
     url = request.getfixturevalue("rabbitmq")
     with no_redis() as redis_url:
         yield {"BROKER_URL": url, "REDIS_URL": redis_url}
+
+
+@pytest.fixture(params=BROKERS)
+def broker(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """``make_stack(..., **broker)``: the stack on Redis, then on RabbitMQ."""
+    with on_broker(request, request.param) as env:
+        yield env
 
 
 @dataclass
