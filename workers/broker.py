@@ -12,6 +12,7 @@ import dramatiq
 import pika.exceptions
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import dq_name, xq_name
 
 from models.settings import BrokerKind, Settings
 from workers.actors import ACTORS
@@ -95,3 +96,11 @@ def _ping_rabbitmq(broker: RabbitmqBroker) -> None:
     except pika.exceptions.AMQPError:
         del broker.connection
         broker.connection.process_data_events(time_limit=0)
+
+
+def delete_queues(broker: RabbitmqBroker) -> None:
+    """Delete the broker's queues, with their delay and dead-letter queues, from the
+    server (tests and benchmarks leave nothing behind on a shared RabbitMQ)."""
+    for queue in broker.get_declared_queues():
+        for name in (queue, dq_name(queue), xq_name(queue)):
+            broker.channel.queue_delete(name)

@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from tests.conftest import TEST_DB
-from workers.actors import ACTORS
-from workers.broker import rabbitmq_url
+from workers.broker import declare_actors, delete_queues, rabbitmq_url
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/%2F"
 
@@ -32,14 +32,12 @@ def rabbitmq_missing() -> str | None:
 
 
 def delete_test_queues() -> None:
-    """Drop this run's queues (QUEUE_NAMESPACE is the test database's name) and their
-    delay and dead-letter queues, which would otherwise stay on the server for good."""
-    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url(RABBITMQ_URL)))
-    channel = connection.channel()
-    for queue in {options["queue_name"] for _, options in ACTORS}:
-        for suffix in ("", ".DQ", ".XQ"):
-            channel.queue_delete(f"{TEST_DB}.{queue}{suffix}")
-    connection.close()
+    """Drop this run's queues (QUEUE_NAMESPACE is the test database's name), which would
+    otherwise stay on the server for good."""
+    broker = RabbitmqBroker(url=rabbitmq_url(RABBITMQ_URL))
+    declare_actors(broker, f"{TEST_DB}.")
+    delete_queues(broker)
+    broker.close()
 
 
 class Tripwire:

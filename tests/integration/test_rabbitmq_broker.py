@@ -14,9 +14,9 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from models.settings import active
 from tests.conftest import STUB_BROKER
 from tests.e2e.brokers import RABBITMQ_URL, rabbitmq_missing
-from workers.actors import ACTORS, enqueue_job
+from workers.actors import enqueue_job
 from workers.boot import bootstrap
-from workers.broker import ping_broker
+from workers.broker import delete_queues, ping_broker
 
 NAMESPACE = f"{active().queue_namespace}_unit"
 
@@ -35,9 +35,7 @@ def rabbit() -> Iterator[RabbitmqBroker]:
     try:
         yield broker
     finally:
-        for queue in {options["queue_name"] for _, options in ACTORS}:
-            for suffix in ("", ".DQ", ".XQ"):
-                broker.channel.queue_delete(f"{NAMESPACE}.{queue}{suffix}")
+        delete_queues(broker)
         broker.close()
         bootstrap(before, STUB_BROKER)
 
