@@ -248,3 +248,18 @@ def test_ttl_expiry_by_the_real_scheduler_and_worker(broker, make_stack, sql):
     assert calendar.timegm(remove_ts) - calendar.timegm(add_ts) == 1, brief
     stay = [line.split(";") for line in csv[1:] if ";STAY;" in line]
     assert [(row[2], row[4]) for row in stay] == [("add", "manual")]
+
+
+def test_processes_started_while_the_broker_is_down_run_the_job_once_it_is_up(
+    broker_outage, make_stack, sql
+):
+    sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 1000) g")
+    broker_outage.stop()
+    stack = make_stack("web", "worker", "scheduler", **broker_outage.env)
+    r = stack.http.post("/segments", json={"segment": "EARLY", "auto_percent": 30})
+    assert r.status_code == 201, r.text
+    time.sleep(1)
+    assert all(stack.procs[name].poll() is None for name in ("web", "worker", "scheduler"))
+    broker_outage.start()
+    job = stack.wait_job(r.json()["job_id"], timeout=45)
+    assert job["state"] == "done" and job["done"] == job["total"] == 1000, job
