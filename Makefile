@@ -14,8 +14,9 @@ SOURCES := $(wildcard web workers models scripts bench tests)
 help:
 	@echo "make venv      create .venv and install the project with its dev extra"
 	@echo "make run       web, worker and scheduler (embedded PostgreSQL/Redis unless"
-	@echo "               DATABASE_DSN / REDIS_URL are set)"
-	@echo "make test      pytest (PYTEST_ARGS='-k name' to pass options)"
+	@echo "               DATABASE_DSN / REDIS_URL are set; no Redis with BROKER_URL=amqp://...)"
+	@echo "make test      pytest (PYTEST_ARGS='-k name' to pass options); worker tests run"
+	@echo "               on Redis and on RabbitMQ (TEST_RABBITMQ_URL), skipped ones listed"
 	@echo "make build     byte-compile and ruff check"
 	@echo "make lint      ruff check and ruff format --check"
 	@echo "make migrate   apply migrations to the database make run would use"

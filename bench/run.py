@@ -102,9 +102,20 @@ class Bench:
             time.sleep(2)
 
     def clear_queue(self) -> None:
+        """Drop what earlier runs left in this namespace, on the broker BROKER_URL names."""
+        from models.settings import BrokerKind, load_settings
+        from workers.broker import build_broker, declare_actors, queue_prefix
+
+        settings = load_settings(self.env)
+        if settings.broker_kind is BrokerKind.RABBITMQ:
+            broker = build_broker(settings)
+            declare_actors(broker, queue_prefix(broker, settings))
+            broker.flush_all()
+            broker.close()
+            return
         import redis
 
-        client = redis.Redis.from_url(self.env.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+        client = redis.Redis.from_url(settings.broker_url)
         keys = list(client.scan_iter(f"{self.args.namespace}:*"))
         if keys:
             client.delete(*keys)

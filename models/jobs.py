@@ -168,7 +168,7 @@ def release_job(job_id: int, owner: str, error: str) -> str:
 
 @unit_of_work
 def stale_jobs(queued_for_seconds: float, limit: int = 100) -> list[int]:
-    """Jobs whose message was lost (never sent, Redis down, worker died). Marks them as
+    """Jobs whose message was lost (never sent, broker down, worker died). Marks them as
     re-sent now, so the next pass does not send them again at once."""
     stale = (
         Job.select(Job.id)

@@ -54,3 +54,7 @@ def configure_logging(settings: Settings) -> None:
     # peewee logs every statement at DEBUG; httpx every request at INFO.
     for noisy in ("peewee", "httpx", "apscheduler", "peewee_migrate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pika (RabbitMQ) logs each connection at INFO, and with a traceback at ERROR each one
+    # the server closed for missed heartbeats (an idle sender's, every few minutes).
+    # Dramatiq reconnects, or raises ConnectionClosed, which the caller logs.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from enum import StrEnum
 from urllib.parse import urlsplit
 
 import psycopg2.extensions
@@ -24,6 +25,20 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DAY = 86_400
 
 
+class BrokerKind(StrEnum):
+    REDIS = "redis"
+    RABBITMQ = "rabbitmq"
+
+
+BROKER_SCHEMES = {
+    "redis": BrokerKind.REDIS,
+    "rediss": BrokerKind.REDIS,
+    "unix": BrokerKind.REDIS,
+    "amqp": BrokerKind.RABBITMQ,
+    "amqps": BrokerKind.RABBITMQ,
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     database_dsn: str
@@ -31,7 +46,7 @@ class Settings:
     server_host: str
     server_port: int
     log_file_path: str | None
-    redis_url: str
+    broker_url: str
     queue_namespace: str
     db_pool_size: int
     db_pool_timeout: float
@@ -70,6 +85,10 @@ class Settings:
             params["password"] = self.database_password
         return params
 
+    @property
+    def broker_kind(self) -> BrokerKind:
+        return BROKER_SCHEMES[urlsplit(self.broker_url).scheme]
+
 
 def parse_server_host(value: str) -> tuple[str, int]:
     """``host:port`` or ``:port`` (the seed's format) into a bindable pair."""
@@ -89,8 +108,23 @@ def _check_dsn(dsn: str, name: str = "DATABASE_DSN") -> str:
 
 
 def _check_redis_url(url: str) -> str:
-    if urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
+    if BROKER_SCHEMES.get(urlsplit(url).scheme) is not BrokerKind.REDIS:
         raise ConfigError(f"REDIS_URL={url!r}: expected a redis://, rediss:// or unix:// URL")
+    return url
+
+
+def _broker_url(env: dict[str, str]) -> str:
+    """BROKER_URL, else REDIS_URL (the seed's one broker setting)."""
+    url = env.get("BROKER_URL")
+    if not url:
+        return _check_redis_url(env.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    scheme = urlsplit(url).scheme
+    if scheme not in BROKER_SCHEMES:
+        # The scheme alone: the rest of the URL may hold a password.
+        raise ConfigError(
+            f"BROKER_URL has scheme {scheme!r}: expected redis://, rediss://, unix:// "
+            "(Redis) or amqp://, amqps:// (RabbitMQ)"
+        )
     return url
 
 
@@ -148,7 +182,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         server_host=host,
         server_port=port,
         log_file_path=env.get("LOG_FILE_PATH") or None,
-        redis_url=_check_redis_url(env.get("REDIS_URL") or DEFAULT_REDIS_URL),
+        broker_url=_broker_url(env),
         queue_namespace=env.get("QUEUE_NAMESPACE") or "dramatiq",
         db_pool_size=_number(env, "DB_POOL_SIZE", max(8, 8 * cores // web_workers), high=1000),
         db_pool_timeout=_number(env, "DB_POOL_TIMEOUT", 5.0, float, low=0.1, high=3600),

@@ -1,5 +1,9 @@
 """PostgreSQL and Redis for development and tests.
 
+Redis is the broker unless ``BROKER_URL`` names RabbitMQ (``amqp://``, ``amqps://``):
+then the service needs no Redis, and none is looked for or started. RabbitMQ itself is
+never started here; ``BROKER_URL`` names one that runs.
+
 Each service comes from the first of:
 
 1. the environment: ``DATABASE_DSN`` / ``REDIS_URL``;
@@ -46,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Self
+from urllib.parse import urlsplit
 
 import psycopg2
 import redis
@@ -53,6 +58,7 @@ from psycopg2.extensions import parse_dsn
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from models.settings import BROKER_SCHEMES, BrokerKind
 from scripts.procs import PROCFILE, ROOT, procfile_entries, redis_server_binary, with_venv_path
 
 DATA_DIR = ROOT / ".data"
@@ -103,22 +109,31 @@ def resolve_services(
     data_dir: Path = DATA_DIR,
 ) -> list[Service]:
     """Like `ensure_services`, also telling where each value came from."""
-    return [
+    services = [
         _choose(
             "postgres",
             "DATABASE_DSN",
             LOCAL_DSN if prefer_local else None,
             _postgres_answers,
             functools.partial(start_embedded_postgres, data_dir, keep_running=keep_running),
-        ),
-        _choose(
-            "redis",
-            "REDIS_URL",
-            LOCAL_REDIS_URL if prefer_local else None,
-            _redis_answers,
-            functools.partial(start_embedded_redis, data_dir, keep_running=keep_running),
-        ),
+        )
     ]
+    if not broker_is_rabbitmq():
+        services.append(
+            _choose(
+                "redis",
+                "REDIS_URL",
+                LOCAL_REDIS_URL if prefer_local else None,
+                _redis_answers,
+                functools.partial(start_embedded_redis, data_dir, keep_running=keep_running),
+            )
+        )
+    return services
+
+
+def broker_is_rabbitmq() -> bool:
+    scheme = urlsplit(os.environ.get("BROKER_URL") or "").scheme
+    return BROKER_SCHEMES.get(scheme) is BrokerKind.RABBITMQ
 
 
 def _choose(
@@ -497,6 +512,8 @@ def _describe(services: Sequence[Service]) -> str:
         else:
             where = f"${service.var}"
         parts.append(f"{service.name}={service.source} ({where})")
+    if broker_is_rabbitmq():
+        parts.append("broker=rabbitmq ($BROKER_URL; no Redis)")
     return "devservices: " + ", ".join(parts)
 
 

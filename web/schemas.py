@@ -10,6 +10,8 @@ from typing import Annotated
 import msgspec
 from litestar.openapi import ResponseSpec
 
+from models.settings import BrokerKind
+
 MAX_USER_ID = 2**63 - 1
 # (?!\n): Python's $ also matches before a final newline; "ABC\n" is not a name.
 # (?!\.\.?$): "." and ".." are path steps to every HTTP client, so no path could read them.
@@ -220,7 +222,8 @@ class ReplicaReadiness(msgspec.Struct):
 
 class Readiness(msgspec.Struct):
     status: str
-    checks: dict[str, str]
+    checks: dict[str, str]  # dependency -> "ok" or "down: <error kind>"
+    broker: BrokerKind  # the broker BROKER_URL selects; its check is checks["broker"]
     replica: ReplicaReadiness
 
 

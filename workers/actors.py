@@ -77,7 +77,7 @@ def sweep_expired() -> None:
 
 
 def requeue_stale_jobs() -> None:
-    """Re-send jobs whose message was lost: Redis was down at commit, or a worker died."""
+    """Re-send jobs whose message was lost: the broker was down at commit, or a worker died."""
     for job_id in jobs.stale_jobs(active().requeue_interval):
         enqueue_job(job_id)
 
@@ -156,7 +156,8 @@ def enqueue_job(job_id: int) -> bool:
     """Send the job's message, after the transaction that recorded the job committed.
 
     A failure is logged, not raised: the row stays queued and requeue_stale_jobs
-    delivers it once Redis is back.
+    delivers it once the broker is back. (RedisBroker raises redis-py's errors as they
+    are; RabbitmqBroker wraps pika's in Dramatiq's ConnectionClosed.)
     """
     try:
         send(run_job.__name__, job_id)

@@ -19,7 +19,7 @@ import dramatiq
 from models.db import init_db
 from models.logs import configure_logging
 from models.settings import ConfigError, Settings, activate, load_settings
-from workers.broker import build_broker, declare_actors
+from workers.broker import build_broker, declare_actors, queue_prefix
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def bootstrap(settings: Settings, broker: dramatiq.Broker | None = None) -> Runt
     configure_logging(settings)
     init_db(settings)
     broker = broker or build_broker(settings)
-    declare_actors(broker)
+    declare_actors(broker, queue_prefix(broker, settings))
     dramatiq.set_broker(broker)
     activate(settings)
     return Runtime(settings, broker)

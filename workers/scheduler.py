@@ -32,7 +32,7 @@ HISTORY_INTERVAL = 60
 def tick(actor) -> None:
     try:
         send(actor.__name__)
-    except Exception as exc:  # noqa: BLE001 - Redis down: try again at the next tick
+    except Exception as exc:  # noqa: BLE001 - broker down: try again at the next tick
         log.warning("could not send %s: %s", actor.__name__, exc)
 
 

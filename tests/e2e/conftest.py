@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import redis
 
 from scripts.procs import Proc, free_port, redis_server_binary
+from tests.e2e.brokers import (
+    RABBITMQ_URL,
+    TcpProxy,
+    Tripwire,
+    delete_test_queues,
+    rabbitmq_missing,
+)
 
 
 class Stack:
@@ -160,9 +170,78 @@ class PrivateRedis:
             assert s.connect_ex(("127.0.0.1", self.port)) != 0, "redis still listening"
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    r = PrivateRedis(tmp_path)
-    r.start()
-    yield r
-    r.stop()
+# ------------------------------------------------------------ the two brokers
+
+BROKERS = ["redis", "rabbitmq"]
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[str]:
+    """The test RabbitMQ's URL; the run's queues are deleted at the end."""
+    reason = rabbitmq_missing()
+    if reason:
+        pytest.skip(reason)
+    yield RABBITMQ_URL
+    delete_test_queues()
+
+
+@contextlib.contextmanager
+def no_redis() -> Iterator[str]:
+    """A REDIS_URL for a stack on RabbitMQ; the test fails if anything connected to it."""
+    tripwire = Tripwire()
+    try:
+        yield tripwire.url
+        assert tripwire.connections() == 0, "a process connected to REDIS_URL on RabbitMQ"
+    finally:
+        tripwire.close()
+
+
+@contextlib.contextmanager
+def on_broker(request: pytest.FixtureRequest, kind: str) -> Iterator[dict[str, str]]:
+    """The environment that puts a stack on ``kind`` ("redis" or "rabbitmq"); on
+    RabbitMQ, REDIS_URL leads to a tripwire."""
+    if kind == "redis":
+        yield {"BROKER_URL": os.environ["REDIS_URL"]}
+        return
+    url = request.getfixturevalue("rabbitmq")
+    with no_redis() as redis_url:
+        yield {"BROKER_URL": url, "REDIS_URL": redis_url}
+
+
+@pytest.fixture(params=BROKERS)
+def broker(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """``make_stack(..., **broker)``: the stack on Redis, then on RabbitMQ."""
+    with on_broker(request, request.param) as env:
+        yield env
+
+
+@dataclass
+class BrokerOutage:
+    """A broker of the test's own that it can take down and bring back."""
+
+    env: dict[str, str]
+    stop: Callable[[], None]
+    start: Callable[[], None]
+
+
+@pytest.fixture(params=BROKERS)
+def broker_outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BrokerOutage]:
+    """Redis: a redis-server of our own. RabbitMQ: the machine's, behind a TCP relay
+    whose port closes (the server itself keeps running for everyone else)."""
+    if request.param == "redis":
+        private = PrivateRedis(tmp_path)
+        private.start()
+        yield BrokerOutage({"BROKER_URL": private.url}, private.stop, private.start)
+        private.stop()
+        return
+    url = urlsplit(request.getfixturevalue("rabbitmq"))
+    proxy = TcpProxy((url.hostname or "127.0.0.1", url.port or 5672))
+    proxy.start()
+    userinfo, at, _ = url.netloc.rpartition("@")
+    relayed = url._replace(netloc=f"{userinfo}{at}127.0.0.1:{proxy.port}")
+    try:
+        with no_redis() as redis_url:
+            env = {"BROKER_URL": relayed.geturl(), "REDIS_URL": redis_url}
+            yield BrokerOutage(env, proxy.stop, proxy.start)
+    finally:
+        proxy.stop()

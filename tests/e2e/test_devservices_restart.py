@@ -3,6 +3,7 @@ with a line saying so, the others keep running, and a stop still stops everythin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,12 +43,24 @@ def health(url: str) -> bool:
 
 @pytest.fixture
 def make_run(tmp_path, clean_db):
+    with run_with(tmp_path, {}) as run:
+        yield run
+
+
+@contextlib.contextmanager
+def run_with(tmp_path, changes: dict[str, str | None]):
+    """`make run` with the environment ``changes`` (None removes a variable): yields the
+    process, its tree, its URL and a reader of its output; kills what is left after."""
     port = free_port()
     env = {
         **os.environ,
         "SERVER_HOST": f"127.0.0.1:{port}",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+    for name, value in changes.items():
+        env.pop(name, None)
+        if value is not None:
+            env[name] = value
     out = open(tmp_path / "run.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "scripts.devservices", "run"],
@@ -59,13 +72,19 @@ def make_run(tmp_path, clean_db):
     )
     url = f"http://127.0.0.1:{port}"
     tree = psutil.Process(proc.pid)
-    yield proc, tree, url, lambda: (tmp_path / "run.log").read_text(errors="replace")
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        for child in tree.children(recursive=True):
-            child.kill()
-    proc.wait(10)
-    out.close()
+    try:
+        yield proc, tree, url, lambda: (tmp_path / "run.log").read_text(errors="replace")
+    finally:
+        if proc.poll() is None:
+            # Listed first: once their parent is gone they are no longer its children, and
+            # honcho and the embedded servers run in sessions of their own.
+            everyone = tree.children(recursive=True)
+            os.killpg(proc.pid, signal.SIGKILL)
+            for child in everyone:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+        proc.wait(10)
+        out.close()
 
 
 def test_a_dead_process_is_restarted_and_the_rest_keeps_running(make_run):
@@ -97,3 +116,29 @@ def test_a_dead_process_is_restarted_and_the_rest_keeps_running(make_run):
     _, alive = psutil.wait_procs(everyone, timeout=10)
     assert not alive, output()
     assert "restarting" not in output().split("SIGTERM")[-1]  # no restart during the stop
+
+
+def test_make_run_on_rabbitmq_starts_no_redis(tmp_path, clean_db, rabbitmq, sql):
+    # REDIS_URL unset: on Redis, make run would start an embedded one.
+    changes = {"BROKER_URL": rabbitmq, "REDIS_URL": None}
+    with run_with(tmp_path, changes) as (proc, tree, url, output):
+        wait_for(lambda: health(url), 60, "make run's web to answer", interval=0.2)
+        assert "broker=rabbitmq" in output() and "redis=" not in output(), output()
+        sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 500) g")
+        created = httpx.post(f"{url}/segments", json={"segment": "R", "auto_percent": 40})
+        job_id = created.json()["job_id"]
+
+        def done() -> bool:
+            return httpx.get(f"{url}/jobs/{job_id}").json()["state"] == "done"
+
+        wait_for(done, 60, "the job to run on the worker", interval=0.2)
+        ready = httpx.get(f"{url}/ready").json()
+        assert ready == {
+            "status": "ok",
+            "checks": {"database": "ok", "broker": "ok"},
+            "broker": "rabbitmq",
+        }
+        names = {p.name() for p in tree.children(recursive=True)}
+        assert not any("redis" in name for name in names), names
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(40) == 0, output()

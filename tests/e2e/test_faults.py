@@ -1,4 +1,5 @@
-"""Faults under load: PostgreSQL dropping connections or refusing them, web SIGTERM."""
+"""Faults under load: PostgreSQL dropping connections or refusing them, web SIGTERM, the
+broker (Redis or RabbitMQ) down."""
 
 from __future__ import annotations
 
@@ -199,24 +200,24 @@ def test_pool_settings_bound_connections(sql, users):
     assert sql.fetchone()[0] <= 16 + 8 + 1
 
 
-def test_redis_down_under_load_sync_api_keeps_working(private_redis, make_stack, sql):
+def test_broker_down_under_load_sync_api_keeps_working(broker_outage, make_stack, sql):
     sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 4000) g")
-    stack = make_stack("web", "worker", "scheduler", REDIS_URL=private_redis.url)
+    stack = make_stack("web", "worker", "scheduler", **broker_outage.env)
     for name in ("F1", "F2"):
         stack.http.post("/segments", json={"segment": name})
     job_ids = []
 
     def outage():
         time.sleep(0.5)
-        private_redis.stop()
+        broker_outage.stop()
         ready = stack.http.get("/ready")
-        assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("down")
+        assert ready.status_code == 503 and ready.json()["checks"]["broker"].startswith("down")
         r = stack.http.post("/segments", json={"segment": "LATE", "auto_percent": 25})
         assert r.status_code == 201
         job_ids.append(r.json()["job_id"])
         time.sleep(2)
         assert stack.http.get(f"/jobs/{job_ids[0]}").json()["state"] == "queued"
-        private_redis.start()
+        broker_outage.start()
 
     seen = run_load(stack.url, outage)
     assert set(seen) == {200}, seen  # reads and synchronous writes never noticed

@@ -1,4 +1,5 @@
-"""Bulk jobs on the real processes: concurrent users, a killed worker, Redis down, TTL."""
+"""Bulk jobs on the real processes, on Redis and on RabbitMQ (the ``broker`` fixtures):
+concurrent users, a killed worker, the broker down, TTL."""
 
 from __future__ import annotations
 
@@ -51,11 +52,11 @@ def events_per_member(sql, segment_id: int) -> tuple[int, int, int]:
     return sql.fetchone()
 
 
-def test_users_created_while_the_assignment_job_runs_are_never_missed(make_stack, sql):
+def test_users_created_while_the_assignment_job_runs_are_never_missed(broker, make_stack, sql):
     # 200k users with even ids; new users take odd ids below and above the job's
     # checkpoint, and ids above every existing one.
     sql.execute("INSERT INTO users (id) SELECT 2 * g FROM generate_series(1, 200000) g")
-    stack = make_stack("web", "worker", "scheduler", BATCH_SIZE="2000")
+    stack = make_stack("web", "worker", "scheduler", BATCH_SIZE="2000", **broker)
 
     r = stack.http.post("/segments", json={"segment": "HALF", "auto_percent": 50})
     assert r.status_code == 201, r.text
@@ -112,9 +113,9 @@ def test_users_created_while_the_assignment_job_runs_are_never_missed(make_stack
     assert {uid for uid, _, segs in created if segs == ["HALF"]} == in_segment
 
 
-def test_worker_killed_mid_job_another_worker_finishes_it_exactly_once(make_stack, sql):
+def test_worker_killed_mid_job_another_worker_finishes_it_exactly_once(broker, make_stack, sql):
     sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 300000) g")
-    stack = make_stack("web", "worker", "scheduler", BATCH_SIZE="2000")
+    stack = make_stack("web", "worker", "scheduler", BATCH_SIZE="2000", **broker)
 
     r = stack.http.post("/segments", json={"segment": "KILL", "auto_percent": 37.5})
     assert r.status_code == 201, r.text
@@ -147,11 +148,11 @@ def test_worker_killed_mid_job_another_worker_finishes_it_exactly_once(make_stac
     assert verify()["ok"]
 
 
-def test_segment_deleted_while_its_assignment_runs(make_stack, sql):
+def test_segment_deleted_while_its_assignment_runs(broker, make_stack, sql):
     """The deletion waits for the batch in flight and is stamped after it: every member
     gets exactly one remove (segment_deleted) after its add, and none is left."""
     sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 100000) g")
-    stack = make_stack("web", "worker", "scheduler", BATCH_SIZE="2000")
+    stack = make_stack("web", "worker", "scheduler", BATCH_SIZE="2000", **broker)
     r = stack.http.post("/segments", json={"segment": "GONE", "auto_percent": 50})
     job_id = r.json()["job_id"]
     seg_id, _ = segment_row(sql, "GONE")
@@ -177,14 +178,14 @@ def test_segment_deleted_while_its_assignment_runs(make_stack, sql):
     assert verify()["ok"]
 
 
-def test_segment_created_while_redis_is_down_is_assigned_once_it_is_back(
-    private_redis, make_stack, sql
+def test_segment_created_while_the_broker_is_down_is_assigned_once_it_is_back(
+    broker_outage, make_stack, sql
 ):
     sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 3000) g")
-    stack = make_stack("web", "worker", "scheduler", REDIS_URL=private_redis.url)
+    stack = make_stack("web", "worker", "scheduler", **broker_outage.env)
     assert stack.http.get("/ready").status_code == 200
 
-    private_redis.stop()
+    broker_outage.stop()
     started = time.monotonic()
     r = stack.http.post("/segments", json={"segment": "OFFLINE", "auto_percent": 20})
     assert r.status_code == 201, r.text
@@ -196,14 +197,14 @@ def test_segment_created_while_redis_is_down_is_assigned_once_it_is_back(
     ready = stack.http.get("/ready")
     assert ready.status_code == 503, ready.text
     assert ready.json()["checks"]["database"] == "ok"
-    assert ready.json()["checks"]["redis"].startswith("down")
+    assert ready.json()["checks"]["broker"].startswith("down")
     time.sleep(2)  # several scheduler ticks: nothing can deliver the job
     job = stack.http.get(f"/jobs/{job_id}").json()
     assert job["state"] == "queued" and job["done"] == 0, job
     # The segment is readable at once, with no members yet.
     assert stack.http.get("/segments/OFFLINE").json()["members"] == 0
 
-    private_redis.start()
+    broker_outage.start()
     job = stack.wait_job(job_id, timeout=45)
     assert job["state"] == "done" and job["done"] == job["total"] == 3000, job
     assert stack.http.get("/ready").status_code == 200
@@ -212,8 +213,8 @@ def test_segment_created_while_redis_is_down_is_assigned_once_it_is_back(
     assert wrong == 0 and add_events == members > 450
 
 
-def test_ttl_expiry_by_the_real_scheduler_and_worker(make_stack, sql):
-    stack = make_stack("web", "worker", "scheduler")
+def test_ttl_expiry_by_the_real_scheduler_and_worker(broker, make_stack, sql):
+    stack = make_stack("web", "worker", "scheduler", **broker)
     http = stack.http
     assert http.post("/segments", json={"segment": "BRIEF"}).status_code == 201
     assert http.post("/segments", json={"segment": "STAY"}).status_code == 201
@@ -247,3 +248,18 @@ def test_ttl_expiry_by_the_real_scheduler_and_worker(make_stack, sql):
     assert calendar.timegm(remove_ts) - calendar.timegm(add_ts) == 1, brief
     stay = [line.split(";") for line in csv[1:] if ";STAY;" in line]
     assert [(row[2], row[4]) for row in stay] == [("add", "manual")]
+
+
+def test_processes_started_while_the_broker_is_down_run_the_job_once_it_is_up(
+    broker_outage, make_stack, sql
+):
+    sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 1000) g")
+    broker_outage.stop()
+    stack = make_stack("web", "worker", "scheduler", **broker_outage.env)
+    r = stack.http.post("/segments", json={"segment": "EARLY", "auto_percent": 30})
+    assert r.status_code == 201, r.text
+    time.sleep(1)
+    assert all(stack.procs[name].poll() is None for name in ("web", "worker", "scheduler"))
+    broker_outage.start()
+    job = stack.wait_job(r.json()["job_id"], timeout=45)
+    assert job["state"] == "done" and job["done"] == job["total"] == 1000, job

@@ -25,7 +25,11 @@ def test_seed_flow_over_http(stack):
     assert lines[1].endswith(";manual")
 
 
-def test_auto_segment_job_runs_on_the_worker(stack, sql):
+def test_auto_segment_job_runs_on_the_worker(broker, make_stack, sql):
+    stack = make_stack("web", "worker", "scheduler", **broker)
+    ready = stack.http.get("/ready").json()
+    kind = "rabbitmq" if broker["BROKER_URL"].startswith("amqp") else "redis"
+    assert ready["checks"]["broker"] == "ok" and ready["broker"] == kind, ready
     sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 2000) g")
     r = stack.http.post("/segments", json={"segment": "AUTO", "auto_percent": 30})
     assert r.status_code == 201, r.text

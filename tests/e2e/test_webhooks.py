@@ -1,5 +1,6 @@
 """Webhooks on the real processes: signed ordered batches, nothing skipped when
-transactions commit out of id order, isolation of a failing receiver, safety."""
+transactions commit out of id order, isolation of a failing receiver, safety. Delivery
+and backoff run on both brokers."""
 
 from __future__ import annotations
 
@@ -12,23 +13,26 @@ import psycopg2
 import pytest
 
 from scripts.receiver import Receiver
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import BROKERS, on_broker, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def hooked(make_stack):
-    stack = make_stack("web", "worker", "scheduler", WEBHOOK_INTERVAL="0.2")
-    receivers: list[Receiver] = []
+def hooked(request, make_stack):
+    """A stack with quick webhook ticks, on Redis unless the test names a broker
+    (``parametrize("hooked", BROKERS, indirect=True)``), and a maker of receivers."""
+    with on_broker(request, getattr(request, "param", "redis")) as broker:
+        stack = make_stack("web", "worker", "scheduler", WEBHOOK_INTERVAL="0.2", **broker)
+        receivers: list[Receiver] = []
 
-    def receiver() -> Receiver:
-        receivers.append(Receiver())
-        return receivers[-1]
+        def receiver() -> Receiver:
+            receivers.append(Receiver())
+            return receivers[-1]
 
-    yield stack, receiver
-    for r in receivers:
-        r.close()
+        yield stack, receiver
+        for r in receivers:
+            r.close()
 
 
 def history_ids(sql, after: int = 0, segment: str | None = None) -> list[int]:
@@ -40,6 +44,7 @@ def history_ids(sql, after: int = 0, segment: str | None = None) -> list[int]:
     return [r[0] for r in sql.fetchall()]
 
 
+@pytest.mark.parametrize("hooked", BROKERS, indirect=True)
 def test_signed_batches_of_every_change_after_creation(hooked, sql):
     stack, receiver = hooked
     http = stack.http
@@ -112,6 +117,7 @@ def test_an_event_committed_after_later_ones_is_not_skipped(hooked, sql):
     assert got[0]["id"] == held_id
 
 
+@pytest.mark.parametrize("hooked", BROKERS, indirect=True)
 def test_a_failing_receiver_backs_off_alone_and_then_gets_everything(hooked, sql):
     stack, receiver = hooked
     http = stack.http

@@ -144,3 +144,13 @@ def test_metrics(client):
     # Labelled by route template, so ids in paths never multiply the series.
     assert 'route="/users/{user_id}",status="404"' in text
     assert 'route="/users/1"' not in text
+
+
+def test_ready_names_the_broker_and_keeps_the_old_redis_key(client):
+    # On Redis (the test settings) the broker's check is also under "redis", as before
+    # BROKER_URL; on RabbitMQ there is no such key (tests/e2e/test_devservices_restart.py).
+    assert client.get("/ready").json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "broker": "ok", "redis": "ok"},
+        "broker": "redis",
+    }

@@ -1,7 +1,9 @@
-"""enqueue_job: the message reaches the "jobs" queue; a dead Redis is reported, not raised."""
+"""enqueue_job: the message reaches the "jobs" queue; a dead broker (Redis or RabbitMQ) is
+reported, not raised."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from dramatiq.brokers.redis import RedisBroker
 from models.settings import active
 from workers.actors import enqueue_job
 from workers.boot import bootstrap
+from workers.broker import build_broker
 
 # dramatiq's RedisBroker enqueues through a Lua script; fakeredis runs Lua only with lupa
 # (the fakeredis[lua] extra).
@@ -23,7 +26,7 @@ pytest.importorskip("lupa", reason="fakeredis needs lupa (fakeredis[lua]) to run
 
 
 @contextmanager
-def _booted_with(broker: RedisBroker) -> Iterator[RedisBroker]:
+def _booted_with(broker: dramatiq.Broker) -> Iterator[dramatiq.Broker]:
     """Boot the process with ``broker`` for the block, then with the one it had."""
     before = dramatiq.get_broker()
     bootstrap(active(), broker)
@@ -38,15 +41,21 @@ def _dead() -> RedisBroker:
     return RedisBroker(url="redis://127.0.0.1:1/0", socket_connect_timeout=1, socket_timeout=1)
 
 
+def _dead_rabbitmq() -> dramatiq.Broker:
+    url = "amqp://guest:guest@127.0.0.1:1/%2F"
+    return build_broker(dataclasses.replace(active(), broker_url=url))
+
+
 @pytest.fixture
 def fake_broker() -> Iterator[RedisBroker]:
     with _booted_with(RedisBroker(client=fakeredis.FakeRedis())) as broker:
         yield broker
 
 
-@pytest.fixture
-def dead_broker() -> Iterator[RedisBroker]:
-    with _booted_with(_dead()) as broker:
+@pytest.fixture(params=["redis", "rabbitmq"])
+def dead_broker(request: pytest.FixtureRequest) -> Iterator[dramatiq.Broker]:
+    dead = _dead() if request.param == "redis" else _dead_rabbitmq()
+    with _booted_with(dead) as broker:
         yield broker
 
 
@@ -76,7 +85,7 @@ def test_enqueue_job_each_call_is_its_own_message(fake_broker):
     assert [list(m.args) for m in _queued(fake_broker, "jobs")] == [[1], [2], [1]]
 
 
-def test_enqueue_job_returns_false_when_redis_is_unreachable(dead_broker):
+def test_enqueue_job_returns_false_when_the_broker_is_unreachable(dead_broker):
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append  # type: ignore[method-assign]

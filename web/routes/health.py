@@ -1,5 +1,10 @@
-"""/health (the process answers) and /ready (its database and Redis answer, and where
-its reads go)."""
+"""/health (the process answers) and /ready (its database and broker answer, and where
+its reads go).
+
+``checks`` maps each dependency to "ok" or "down: <kind of error>"; the broker's check is
+"broker", and ``broker`` says which one is in use. On Redis the check is also under its
+old name "redis", for clients written before RabbitMQ could be chosen (README, Decisions).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from litestar.openapi import ResponseSpec
 
 from models.db import db, fetchone
 from models.replica import router
+from models.settings import BrokerKind, active
 from web.auth import PUBLIC
 from web.methods import get_and_head
 from web.schemas import Readiness, ReplicaReadiness
@@ -43,10 +49,13 @@ def _database() -> None:
     responses={503: ResponseSpec(Readiness, description="A dependency does not answer")},
 )
 def ready() -> Response[Readiness]:
-    checks = {"database": _check(_database), "redis": _check(ping_broker)}
+    kind = active().broker_kind
+    checks = {"database": _check(_database), "broker": _check(ping_broker)}
+    if kind is BrokerKind.REDIS:
+        checks["redis"] = checks["broker"]
     ok = all(v == "ok" for v in checks.values())
     status = "ok" if ok else "unavailable"
-    body = Readiness(status=status, checks=checks, replica=_replica())
+    body = Readiness(status=status, checks=checks, broker=kind, replica=_replica())
     return Response(body, status_code=200 if ok else 503)
 
 
