@@ -137,6 +137,12 @@ def test_make_run_on_rabbitmq_starts_no_redis(tmp_path, clean_db, rabbitmq, sql)
             "status": "ok",
             "checks": {"database": "ok", "broker": "ok"},
             "broker": "rabbitmq",
+            "replica": {
+                "configured": False,
+                "serving": "primary",
+                "reason": "no replica configured",
+                "lag_ms": None,
+            },
         }
         names = {p.name() for p in tree.children(recursive=True)}
         assert not any("redis" in name for name in names), names

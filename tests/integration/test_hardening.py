@@ -153,4 +153,10 @@ def test_ready_names_the_broker_and_keeps_the_old_redis_key(client):
         "status": "ok",
         "checks": {"database": "ok", "broker": "ok", "redis": "ok"},
         "broker": "redis",
+        "replica": {
+            "configured": False,
+            "serving": "primary",
+            "reason": "no replica configured",
+            "lag_ms": None,
+        },
     }
