@@ -27,9 +27,10 @@ def batch_size(size: int | None):
         activate(before)
 
 
-def drain(batch: int | None = None) -> None:
-    """Start a Dramatiq worker, let it process every message queued so far, stop it.
-    No worker runs in between, so a test can arrange a job's state before it runs."""
+def drain(batch: int | None = None, queue: str = "jobs") -> None:
+    """Start a Dramatiq worker, let it process every message queued so far on ``queue``,
+    stop it. No worker runs in between, so a test can arrange a job's state before it
+    runs."""
     # The batch size is set before the worker starts: its thread reads the settings as
     # soon as it takes a message, often before start() has even returned.
     with batch_size(batch):
@@ -38,7 +39,7 @@ def drain(batch: int | None = None) -> None:
         worker.start()
         added = STUB_BROKER.middleware[-1]
         try:
-            STUB_BROKER.join("jobs", fail_fast=True, timeout=120_000)
+            STUB_BROKER.join(queue, fail_fast=True, timeout=120_000)
         finally:
             worker.stop()
             # Each Worker adds a middleware of its own to the broker; take it back.

@@ -7,7 +7,6 @@ import os
 import time
 from datetime import UTC, date, datetime
 
-import dramatiq
 import psycopg2
 import pytest
 from litestar.testing import TestClient
@@ -17,6 +16,7 @@ from models.db import db, fetchall
 from models.partitions import add_months, month_of, partition_name
 from models.verify import verify
 from tests.conftest import STUB_BROKER
+from tests.integration.jobs import drain
 from workers.actors import maintain_history
 from workers.scheduler import tick
 
@@ -121,14 +121,7 @@ def test_the_scheduler_tick_makes_a_missing_month_through_a_worker(keep_partitio
     partitions.drop_month(add_months(CURRENT, 2))
     assert add_months(CURRENT, 2) not in _partitions()
     tick(maintain_history)
-    worker = dramatiq.Worker(STUB_BROKER, worker_timeout=20, worker_threads=1)
-    worker.start()
-    added = STUB_BROKER.middleware[-1]
-    try:
-        STUB_BROKER.join("periodic", fail_fast=True, timeout=30_000)
-    finally:
-        worker.stop()
-        STUB_BROKER.middleware.remove(added)
+    drain(queue="periodic")
     assert add_months(CURRENT, 2) in _partitions()
 
 
