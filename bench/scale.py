@@ -61,6 +61,8 @@ def figures(doc: dict) -> dict[str, float]:
     bulk = res["bulk"]
     fig["auto_percent=10 job s (POST to done)"] = bulk["assign_job_s"]
     fig["auto_percent=10 floor s (one INSERT ... SELECT)"] = bulk["assign_floor_s"]
+    fig["auto_percent=10 job under reads at 8 conn. s"] = bulk["assign_under_reads_s"]
+    fig["read p99 at 8 conn. during that job ms"] = bulk["reads_during_job_c8"]["p99_ms"]
     probe = res["csv"]["probe"]
     fig["probe month events"] = probe["rows"]
     fig["CSV of the probe month s"] = probe["service"]["seconds"]
