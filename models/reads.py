@@ -25,9 +25,17 @@ LOOP_STATEMENT_TIMEOUT_MS = 2000
 # name -> statement, for PREPARE on every new connection (web/app.py registers them).
 STATEMENTS = {
     "read_user_segments(bigint)": f"SELECT {_NAMES} FROM users u WHERE u.id = $1",
-    "read_users_segments(bigint[])": (
-        f"SELECT u.id, {_NAMES} FROM users u WHERE u.id = ANY($1) ORDER BY u.id"
-    ),
+    # One pass over the memberships of every listed user, grouped, rather than the
+    # single read's subquery once per user: about a quarter less database time for 100
+    # ids (docs/benchmarks.md).
+    "read_users_segments(bigint[])": f"""
+        SELECT u.id, coalesce(g.names, '{{}}')
+        FROM users u
+        LEFT JOIN (SELECT m.user_id, array_agg(s.name ORDER BY s.name COLLATE "C") AS names
+                   FROM memberships m JOIN segments s ON s.id = m.segment_id
+                   WHERE m.user_id = ANY($1) AND {LIVE}
+                   GROUP BY m.user_id) g ON g.user_id = u.id
+        WHERE u.id = ANY($1) ORDER BY u.id""",
 }
 
 
