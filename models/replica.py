@@ -96,9 +96,7 @@ class Router:
         check = self._check
         if check is None or check.lag_ms is None:
             return db
-        if check.lag_ms + (time.monotonic() - check.at) * 1000 <= self.max_lag_ms:
-            return replica
-        return db
+        return replica if _lag_now(check) <= self.max_lag_ms else db
 
     def status(self) -> ReplicaStatus:
         if not self.configured:
@@ -108,12 +106,20 @@ class Router:
             return ReplicaStatus(True, Side.PRIMARY, "replica not checked yet", None)
         if check.lag_ms is None:
             return ReplicaStatus(True, Side.PRIMARY, check.problem or "lag unknown", None)
-        lag = round(check.lag_ms + (time.monotonic() - check.at) * 1000, 1)
-        if self.reads_from() is replica:
+        # One reading of the clock for both the lag and the side, so they agree.
+        lag_now = _lag_now(check)
+        lag = round(lag_now, 1)
+        if lag_now <= self.max_lag_ms:
             reason = f"lag {lag:g} ms <= REPLICA_MAX_LAG_MS {self.max_lag_ms:g}"
             return ReplicaStatus(True, Side.REPLICA, reason, lag)
         reason = f"lag {lag:g} ms > REPLICA_MAX_LAG_MS {self.max_lag_ms:g}"
         return ReplicaStatus(True, Side.PRIMARY, reason, lag)
+
+
+def _lag_now(check: Check) -> float:
+    """The lag the check measured plus the time since: the replica can only be further
+    behind now."""
+    return check.lag_ms + (time.monotonic() - check.at) * 1000
 
 
 router = Router()
