@@ -253,15 +253,13 @@ def ensure_probe_month(dsn: str) -> dict[str, str]:
         meta = read_meta(cur)
         if "probe_month" not in meta:
             year, month = (int(x) for x in meta["month"].split("-"))
-            month -= PROBE_MONTHS_BACK
-            if month < 1:
-                year, month = year - 1, month + 12
-            start = f"{year:04d}-{month:02d}-01 UTC"
+            probe = partitions.add_months(date(year, month, 1), -PROBE_MONTHS_BACK)
+            start = f"{probe:%Y-%m}-01 UTC"
             probe_users = min(PROBE_USERS, int(meta["users"]))
-            progress(f"probe month {year:04d}-{month:02d}: {2 * probe_users:,} events")
+            progress(f"probe month {probe:%Y-%m}: {2 * probe_users:,} events")
             # Its own partition first: in the default, the scheduler's first tick would
             # move them under a lock on history.
-            partitions.create_month(date(year, month, 1))
+            partitions.create_month(probe)
             # Each user's add and remove, half a day apart, at a time spread over the
             # month's first 27 days; the segment is drawn from the user id.
             cur.execute(
@@ -280,7 +278,7 @@ def ensure_probe_month(dsn: str) -> dict[str, str]:
             cur.execute("SELECT count(*), max(id) FROM history")
             rows, max_id = cur.fetchone()
             meta.update(
-                probe_month=f"{year:04d}-{month:02d}",
+                probe_month=f"{probe:%Y-%m}",
                 probe_rows=str(2 * probe_users),
                 history_rows=str(rows),
                 history_max_id=str(max_id),

@@ -64,7 +64,8 @@ def partition_name(month: date) -> str:
     return f"history_{month.year:04d}_{month.month:02d}"
 
 
-def _utc(month: date) -> datetime:
+def month_start(month: date) -> datetime:
+    """The first instant of ``month``, UTC."""
     return datetime(month.year, month.month, 1, tzinfo=UTC)
 
 
@@ -90,7 +91,7 @@ def _months_waiting_in_default(low: date, last: date) -> list[date]:
     rows = fetchall(
         f"""SELECT DISTINCT date_trunc('month', at AT TIME ZONE 'UTC')::date
             FROM {DEFAULT_PARTITION} WHERE at >= %s AND at < %s""",
-        (_utc(low), _utc(add_months(last, 1))),
+        (month_start(low), month_start(add_months(last, 1))),
     )
     return [r[0] for r in rows]
 
@@ -107,7 +108,7 @@ def create_month(month: date) -> int | None:
     _lock()
     if month in monthly_partitions():
         return None
-    start, end = _utc(month), _utc(add_months(month, 1))
+    start, end = month_start(month), month_start(add_months(month, 1))
     # The lock CREATE ... PARTITION OF takes anyway, taken before the move so no insert
     # can land in the default between the move and the creation.
     db.execute_sql("LOCK TABLE history IN ACCESS EXCLUSIVE MODE")

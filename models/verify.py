@@ -24,7 +24,7 @@ import sys
 from datetime import UTC, date, datetime
 
 from models.db import fetchall, fetchone, init_db, unit_of_work
-from models.partitions import kept_from
+from models.partitions import kept_from, month_start
 from models.settings import ConfigError, load_settings
 
 SAMPLE = 10
@@ -78,7 +78,7 @@ CHECKS: dict[str, str] = {
 def verify(retention_months: int | None = None, today: date | None = None) -> dict:
     """Run every check; returns counts and a sample of the violations of each."""
     first = kept_from(today or datetime.now(UTC).date(), retention_months)
-    params = {"kept_from": datetime(first.year, first.month, 1, tzinfo=UTC) if first else None}
+    params = {"kept_from": month_start(first) if first else None}
     report: dict = {"violations": {}, "history_kept_from": first}
     for name, sql in CHECKS.items():
         rows = fetchall(f"SELECT * FROM ({sql}) v LIMIT {SAMPLE}", params)
