@@ -26,8 +26,9 @@ class Pool(PooledPostgresqlDatabase):
     def _is_closed(self, conn) -> bool:
         # peewee pings every connection it hands out with SELECT 1, holding the database
         # lock for that round trip: requests queue behind each other's pings. Check the
-        # driver's flag instead; a connection the server dropped fails on first use, the
-        # request gets a 503, and the web tier then drops the idle ones (web/errors.py).
+        # driver's flag instead; a connection the server dropped fails on first use: a
+        # read runs once more on a new one (read_on); a write answers 503, as a COMMIT
+        # lost on the way may have happened; both drop the pool's idle connections.
         return bool(conn.closed)
 
     def prepare_on_connect(self, statements: Mapping[str, str]) -> None:
@@ -138,6 +139,49 @@ def reading_from(pool: Pool) -> Iterator[None]:
         _reading.reset(token)
 
 
+# What a statement on a connection the server has dropped raises (peewee wraps the
+# driver's errors; the hot read runs on the driver's cursor directly).
+DISCONNECTED = (
+    peewee.OperationalError,
+    peewee.InterfaceError,
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+)
+
+
+def connection_lost(pool: Pool) -> bool:
+    """After an error: whether the connection this thread holds of ``pool`` is gone (the
+    driver marks it closed), rather than the statement failing (a timeout, a conflict)."""
+    return not pool.is_closed() and bool(pool.connection().closed)
+
+
+def read_on(
+    pool: Pool,
+    fn: Callable[P, R],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> R:
+    """``fn`` on a connection borrowed from ``pool`` and made what it reads from.
+
+    A pooled connection the server dropped since its last use (a restart, a failover,
+    an administrator) fails on first use: a read then runs once more on a new connection
+    instead of costing the client a 503, and the pool's idle connections, which died
+    with it, are closed. A read that nests in a caller's connection is not re-run: it
+    cannot get another one.
+    """
+    owned = pool.is_closed()
+    with reading_from(pool):
+        try:
+            return fn(*args, **kwargs)
+        except DISCONNECTED:
+            if not (owned and connection_lost(pool)):
+                raise
+    # The dead connection went back to the pool, which discarded it (Pool._is_closed).
+    pool.close_idle()
+    with reading_from(pool):
+        return fn(*args, **kwargs)
+
+
 def begin_request() -> Token:
     """Start tracking the writes of one request (web/middleware.py); ``end_request``
     with the token when it is done."""
@@ -181,12 +225,12 @@ def unit_of_work(fn: Callable[P, R]) -> Callable[P, R]:
 
 def read_only(fn: Callable[P, R]) -> Callable[P, R]:
     """Like ``unit_of_work`` for reads: no BEGIN/COMMIT round trips. Each statement sees
-    its own snapshot; use it where statements need not agree with each other."""
+    its own snapshot; use it where statements need not agree with each other. Re-run
+    once on a new connection if the borrowed one was dead (``read_on``)."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with db.connection_context():
-            return fn(*args, **kwargs)
+        return read_on(db, fn, *args, **kwargs)
 
     return wrapper
 

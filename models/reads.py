@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.db import Pool, db, fetchall, fetchone, replica
+from models.db import DISCONNECTED, Pool, connection_lost, db, fetchall, fetchone, replica
 from models.memberships import LIVE
 from models.replica import REPLICA_FAILED, replica_read, router
 
@@ -68,6 +68,19 @@ def user_segments_in_loop(user_id: int) -> list[str] | None:
 
 
 def _kept_read(pool: Pool, user_id: int) -> list[str] | None:
+    try:
+        return _execute_kept(pool, user_id)
+    except DISCONNECTED:
+        # Dropped by the server since the last read (a restart, a failover): once more
+        # on a new connection, after closing the idle ones that died with it.
+        if not connection_lost(pool):
+            raise
+    pool.close()  # back to the pool, which discards it
+    pool.close_idle()
+    return _execute_kept(pool, user_id)
+
+
+def _execute_kept(pool: Pool, user_id: int) -> list[str] | None:
     if pool.is_closed() or pool.connection().closed:
         if not pool.is_closed():
             pool.close()  # dropped by the server: back to the pool, which discards it

@@ -23,7 +23,7 @@ from typing import ParamSpec, TypeVar
 import peewee
 import psycopg2
 
-from models.db import Pool, db, reading_from, replica, wrote_here
+from models.db import Pool, db, read_on, reading_from, replica, wrote_here
 from models.settings import Settings
 
 log = logging.getLogger("models.replica")
@@ -139,8 +139,7 @@ def replica_read(fn: Callable[P, R]) -> Callable[P, R]:
                     return fn(*args, **kwargs)
             except REPLICA_FAILED as exc:
                 router.failed(exc)
-        with db.connection_context():
-            return fn(*args, **kwargs)
+        return read_on(db, fn, *args, **kwargs)
 
     return wrapper
 

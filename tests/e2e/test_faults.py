@@ -102,6 +102,32 @@ def test_connections_terminated_under_load_recover_without_restart(users, sql):
     assert verify()["ok"]
 
 
+def test_reads_after_every_connection_was_dropped_are_served_first_time(users, sql):
+    """A restart or failover leaves every web process holding dead connections: its kept
+    hot-read connection and its pooled ones. A read finds out on first use and runs once
+    more on a new connection, so no client sees the outage after it is over."""
+    stack = users
+
+    def read_everything(c: httpx.Client) -> list[int]:
+        return [
+            c.get("/users/1").status_code,
+            c.get("/users/1/memberships").status_code,
+            c.post("/users/lookup", json={"ids": [1, 2]}).status_code,
+            c.get("/segments").status_code,
+        ]
+
+    # New client connections land on either web process: both hold connections open.
+    for _ in range(10):
+        with httpx.Client(base_url=stack.url, timeout=10) as c:
+            assert read_everything(c) == [200] * 4
+    drop_connections(sql)
+    statuses = []
+    for _ in range(10):
+        with httpx.Client(base_url=stack.url, timeout=10) as c:
+            statuses += read_everything(c)
+    assert statuses == [200] * len(statuses), statuses
+
+
 def test_database_refusing_connections_gives_fast_503_then_recovers(users, server_sql):
     sql = server_sql
     stack = users
