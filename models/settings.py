@@ -61,6 +61,7 @@ class Settings:
     access_log: bool
     webhook_interval: float
     webhook_deny_private: bool
+    worker_threads: int
     job_chunk_time: float
     header_read_timeout: float
     body_read_timeout: float
@@ -197,6 +198,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         access_log=_flag(env, "ACCESS_LOG"),
         webhook_interval=_number(env, "WEBHOOK_INTERVAL", 1.0, float, low=0.1, high=DAY),
         webhook_deny_private=_flag(env, "WEBHOOK_DENY_PRIVATE"),
+        # The Procfile passes it to dramatiq; the worker reads it to keep threads free.
+        worker_threads=_number(env, "WORKER_THREADS", 4, high=256),
         job_chunk_time=_number(env, "JOB_CHUNK_TIME_MS", 50, float, low=1, high=60_000) / 1000,
         header_read_timeout=_number(env, "HEADER_READ_TIMEOUT", 10, float, low=0.001, high=DAY),
         body_read_timeout=_number(env, "BODY_READ_TIMEOUT", 60, float, low=0.001, high=DAY),

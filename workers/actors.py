@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -100,9 +101,33 @@ def dispatch_webhooks() -> None:
         send(deliver_webhook.__name__, webhook_id)
 
 
+_slots_lock = threading.Lock()
+_slots: threading.Semaphore | None = None
+
+
+def _delivery_slots() -> threading.Semaphore:
+    """At most WORKER_THREADS - 1 deliveries at once in this process (at least one): a
+    thread always stays for jobs and the TTL sweep, however slowly receivers answer."""
+    global _slots
+    with _slots_lock:
+        if _slots is None:
+            _slots = threading.BoundedSemaphore(max(1, active().worker_threads - 1))
+        return _slots
+
+
 def deliver_webhook(webhook_id: int) -> None:
     """Deliver the webhook's pending events, batch after batch. A failure backs this
     webhook off alone; a few batches per message, so a busy one does not hog a thread."""
+    slots = _delivery_slots()
+    if not slots.acquire(blocking=False):
+        return  # all taken: not leased, so the dispatcher sends it again next tick
+    try:
+        _deliver(webhook_id)
+    finally:
+        slots.release()
+
+
+def _deliver(webhook_id: int) -> None:
     for _ in range(WEBHOOK_BATCHES_PER_MESSAGE):
         delivery = webhooks.claim_delivery(webhook_id)
         if delivery is None:

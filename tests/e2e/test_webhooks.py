@@ -178,3 +178,43 @@ def test_private_targets_are_refused_at_delivery_when_asked(make_stack, sql):
         assert "non-public address" in state["last_error"] and rec.events() == []
     finally:
         rec.close()
+
+
+def test_receivers_that_never_finish_answering_hold_no_worker_past_the_deadline(make_stack, sql):
+    """Receivers that trickle their answer a byte at a time, more of them than the worker
+    has threads: each POST is cut off after 5 s in all (a per-read timeout never fires),
+    at least one thread stays for jobs, and a healthy receiver still gets its events."""
+    sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(101, 2100) g")
+    stack = make_stack("web", "worker", "scheduler", WEBHOOK_INTERVAL="0.2", WORKER_THREADS="2")
+    http = stack.http
+    http.post("/segments", json={"segment": "A"})
+    slow = [Receiver() for _ in range(3)]
+    healthy = Receiver()
+    try:
+        slow_ids = []
+        for r in slow:
+            r.drip = 60
+            slow_ids.append(http.post("/webhooks", json={"url": r.url}).json()["id"])
+        http.post("/webhooks", json={"url": healthy.url})
+        for uid in range(1, 6):
+            http.post("/users", json={"id": uid})
+            http.patch("/users", json={"id": uid, "segments": ["A"]})
+        wait_for(lambda: any(r.dripping for r in slow), 10, "a slow receiver to be posted to")
+        # A job runs meanwhile, on the thread deliveries leave free.
+        started = time.monotonic()
+        job = http.post("/segments", json={"segment": "J", "auto_percent": 50}).json()
+        assert stack.wait_job(job["job_id"], timeout=30)["state"] == "done"
+        job_seconds = time.monotonic() - started
+        assert len(healthy.wait_events(5, timeout=30)) >= 5
+        # Every slow receiver was cut off at the deadline, and backs off alone.
+        for hook_id in slow_ids:
+            state = wait_for(
+                lambda h=hook_id: (s := http.get(f"/webhooks/{h}").json())["failures"] >= 1 and s,
+                30,
+                "a slow webhook to fail",
+            )
+            assert "no answer within 5 s" in state["last_error"], state
+        assert job_seconds < 15, job_seconds
+    finally:
+        for r in (*slow, healthy):
+            r.close()

@@ -9,6 +9,7 @@ def test_defaults():
     assert s.log_file_path is None and s.database_password is None
     assert s.database_replica_dsn is None and s.replica_connect_params() is None
     assert s.replica_max_lag_ms == 1000
+    assert s.worker_threads == 4
 
 
 def test_replica_gets_the_password_too():
@@ -62,6 +63,8 @@ def test_server_host(value, expected):
         {"SWEEP_BATCH_SIZE": "-1"},
         {"JOB_LEASE_SECONDS": "0"},
         {"WEB_WORKERS": "100000"},
+        {"WORKER_THREADS": "0"},
+        {"WORKER_THREADS": "four"},
         {"DATABASE_REPLICA_DSN": "host=replica user"},
         {"REPLICA_MAX_LAG_MS": "soon"},
         {"REPLICA_MAX_LAG_MS": "0"},
