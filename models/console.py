@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from peewee import JOIN
+from peewee import JOIN, fn
 
-from models.db import fetchall, read_only
+from models.db import fetchall, read_only, unit_of_work
 from models.errors import NotFound
 from models.history import month_bounds
 from models.memberships import LIVE_EXPR
-from models.tables import HistoryEvent, Job, JobState, Membership, Segment
+from models.tables import ConsoleSession, HistoryEvent, Job, JobState, Membership, Segment
 
 TIMELINE_LIMIT = 1000  # events shown on a page; the CSV has them all
 SERIES_POINTS = 60
@@ -172,3 +172,32 @@ def segment_jobs(name: str, limit: int = 5) -> list[JobView]:
 def job_view(job_id: int) -> JobView | None:
     found = _job_views(_jobs().where(Job.id == job_id))
     return found[0] if found else None
+
+
+@unit_of_work
+def start_session(nonce: str, expires_at: datetime) -> None:
+    """Record a console login; expired sessions are cleared as new ones start, so the
+    table holds about one row per person logged in."""
+    ConsoleSession.delete().where(ConsoleSession.expires_at < fn.now()).execute()
+    ConsoleSession.insert(nonce=nonce, expires_at=expires_at).execute()
+
+
+@read_only
+def session_lasts(nonce: str) -> bool:
+    """Whether the session was started here, not ended since, and is not past its end."""
+    return (
+        ConsoleSession.select()
+        .where(ConsoleSession.nonce == nonce, ConsoleSession.expires_at > fn.now())
+        .exists()
+    )
+
+
+@unit_of_work
+def end_session(nonce: str) -> None:
+    ConsoleSession.delete().where(ConsoleSession.nonce == nonce).execute()
+
+
+@unit_of_work
+def end_all_sessions() -> int:
+    """End every console session (a lost laptop, a person leaving); returns how many."""
+    return ConsoleSession.delete().where(ConsoleSession.expires_at > fn.now()).execute()

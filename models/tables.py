@@ -174,3 +174,12 @@ class Webhook(BaseModel):
 
     class Meta:
         table_name = "webhooks"
+
+
+class ConsoleSession(BaseModel):
+    nonce = pw.TextField(primary_key=True)
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+
+    class Meta:
+        table_name = "console_sessions"

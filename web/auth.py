@@ -4,7 +4,7 @@ orchestrators can probe without the secret."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
@@ -13,17 +13,22 @@ from litestar.handlers.base import BaseRouteHandler
 PUBLIC = "public"
 
 
-def token_guard(token: str, also_allowed: Callable[[ASGIConnection], bool] | None = None):
+def token_guard(
+    token: str, also_allowed: Callable[[ASGIConnection], Awaitable[bool]] | None = None
+):
     """A guard wanting the bearer token, except on public handlers and where
-    ``also_allowed`` says yes (the console's session, on the docs pages)."""
+    ``also_allowed`` says yes (the console's session, on the docs pages: asked only
+    when the bearer is missing or wrong, as it may read the database)."""
     expected = f"Bearer {token}".encode()
 
-    def require_token(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-        if handler.opt.get(PUBLIC) or (also_allowed and also_allowed(connection)):
+    async def require_token(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+        if handler.opt.get(PUBLIC):
             return
         given = connection.headers.get("authorization", "").encode()
         # Constant-time: the comparison takes as long whatever prefix matches.
-        if not hmac.compare_digest(given, expected):
+        if not hmac.compare_digest(given, expected) and not (
+            also_allowed and await also_allowed(connection)
+        ):
             # RFC 6750 (3): a 401 names the scheme the client must use.
             raise NotAuthorizedException(
                 "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}

@@ -326,6 +326,29 @@ def test_login_and_logout(browser, stacks, shots):
     assert blocked == []
 
 
+def test_log_out_everywhere_ends_the_other_browsers_session(browser, stacks):
+    locked, _ = stacks
+    blocked: list[str] = []
+    tabs = []
+    for _ in range(2):  # two browsers: separate cookie jars
+        context = offline_context(browser, locked.url, blocked)
+        tab = context.new_page()
+        tab.goto("/console/login")
+        tab.fill("#token", TOKEN)
+        tab.click("button:has-text('Log in')")
+        tab.wait_for_url("**/console")
+        tabs.append(tab)
+    laptop, phone = tabs
+    phone.click("button:has-text('Log out everywhere')")
+    phone.wait_for_url("**/console/login?out=all")
+    assert "Every console session has ended" in phone.inner_text("main")
+    laptop.goto("/console/users/1000")
+    laptop.wait_for_url(re.compile(r".*/console/login\?next=.*"))
+    for tab in tabs:
+        tab.context.close()
+    assert blocked == []
+
+
 @pytest.mark.parametrize(
     ("path", "operation", "shot"),
     [

@@ -199,6 +199,85 @@ def test_a_forged_or_expired_session_is_refused(locked):
         assert locked.get("/docs").status_code == 401
 
 
+def log_in(client: TestClient) -> str:
+    """Log ``client`` in; returns the session cookie's value."""
+    token = csrf(client, "/console/login")
+    r = client.post(
+        "/console/login",
+        data={"_csrf_token": token, "token": "s3cret-token"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    return client.cookies["segments_console"]
+
+
+def test_logging_out_ends_the_session_for_a_copy_of_its_cookie_too(locked, sql):
+    copied = log_in(locked)
+    sql.execute("SELECT count(*) FROM console_sessions")
+    assert sql.fetchone()[0] == 1
+    out = locked.post("/console/logout", data={"_csrf_token": csrf(locked)}, follow_redirects=False)
+    assert out.status_code == 303
+    # Someone who copied the cookie before the logout is refused after it.
+    locked.cookies.set("segments_console", copied)
+    assert locked.get("/console", follow_redirects=False).status_code == 303
+    assert locked.get("/docs").status_code == 401
+    sql.execute("SELECT count(*) FROM console_sessions")
+    assert sql.fetchone()[0] == 0
+
+
+def test_log_out_everywhere_ends_every_session(clean_db, app_with):
+    app = app_with(api_token="s3cret-token")
+    with TestClient(app=app) as laptop, TestClient(app=app) as phone:
+        log_in(laptop)
+        log_in(phone)
+        assert laptop.get("/console").status_code == phone.get("/console").status_code == 200
+        r = post_form(phone, "/console/logout-everywhere", {}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/console/login?out=all"
+        assert "Every console session has ended" in phone.get(r.headers["location"]).text
+        for browser in (laptop, phone):
+            assert browser.get("/console", follow_redirects=False).status_code == 303
+        # Without a session the form is not even read: to the login page.
+        r = laptop.post("/console/logout-everywhere", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/console/login")
+        log_in(laptop)  # and a new login works
+        assert laptop.get("/console").status_code == 200
+
+
+def test_a_session_signed_here_but_never_started_is_refused(locked):
+    """The signature alone no longer opens the console: the session must be on record."""
+    locked.cookies.set("segments_console", locked.app.state.console_sessions.issue())
+    assert locked.get("/console", follow_redirects=False).status_code == 303
+    assert locked.get("/docs").status_code == 401
+
+
+def test_the_csrf_cookie_is_secure_over_https_only(clean_db, app_with):
+    app = app_with(api_token="s3cret-token")
+    with TestClient(app=app, base_url="https://console.test") as https:
+        cookie = https.get("/console/login").headers["set-cookie"]
+        assert cookie.startswith("segments_console_csrf=") and "; Secure" in cookie
+    with TestClient(app=app) as http:
+        cookie = http.get("/console/login").headers["set-cookie"]
+        assert cookie.startswith("segments_console_csrf=") and "secure" not in cookie.lower()
+
+
+def test_the_console_import_refuses_a_file_over_64_mib_and_starts_nothing(seeded, sql):
+    line = b"1000\n"
+    body = line * (64 * 1024 * 1024 // len(line) + 1)  # just over 64 MiB
+    r = post_form(
+        seeded,
+        "/console/segments/VOICE/import",
+        {"action": "add", "mode": "merge"},
+        files={"file": ("ids.csv", body, "text/csv")},
+        follow_redirects=False,
+    )
+    assert r.status_code == 413, r.text[:300]
+    assert "<html" in r.text.lower() and "Traceback" not in r.text
+    sql.execute("SELECT count(*) FROM jobs WHERE kind = 'import'")
+    assert sql.fetchone()[0] == 0
+    sql.execute("SELECT count(*) FROM import_staging")
+    assert sql.fetchone()[0] == 0
+
+
 def test_no_page_loads_an_asset_from_another_site(seeded):
     seeded.post("/segments", json={"segment": "AUTO", "auto_percent": 10})
     pages = [

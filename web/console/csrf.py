@@ -11,7 +11,7 @@ from __future__ import annotations
 from litestar.config.csrf import CSRFConfig
 from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
-from litestar.types import Receive, Scope, Send
+from litestar.types import Message, Receive, Scope, Send
 
 from web.console.session import PATH, derive_key
 
@@ -25,7 +25,9 @@ OPEN_MODE_KEY = "segments-console-open-mode"
 
 class ConsoleCSRFMiddleware(CSRFMiddleware):
     """Litestar's middleware, except that a page view with a cookie signed by another
-    key (API_TOKEN changed) gets a fresh cookie instead of a 403 on every later form."""
+    key (API_TOKEN changed) gets a fresh cookie instead of a 403 on every later form,
+    and that the cookie is Secure over https, like the session's (Litestar's setting
+    for it is fixed, not per request)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in self.config.safe_methods:
@@ -33,7 +35,26 @@ class ConsoleCSRFMiddleware(CSRFMiddleware):
                 (name, self._without_stale_cookie(value) if name == b"cookie" else value)
                 for name, value in scope["headers"]
             ]
+        if scope["type"] == "http" and scope.get("scheme") == "https":
+            send = self._secure_cookie(send)
         await super().__call__(scope, receive, send)
+
+    def _secure_cookie(self, send: Send) -> Send:
+        prefix = f"{self.config.cookie_name}=".encode()
+
+        async def secure(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    (name, value + b"; Secure")
+                    if name.lower() == b"set-cookie"
+                    and value.startswith(prefix)
+                    and b"secure" not in value.lower()
+                    else (name, value)
+                    for name, value in message.get("headers", [])
+                ]
+            await send(message)
+
+        return secure
 
     def _without_stale_cookie(self, header: bytes) -> bytes:
         prefix = f"{self.config.cookie_name}="

@@ -136,20 +136,31 @@ async def log_in(request: Request) -> Response:
         return Redirect(target, status_code=303)
     if not sessions.token_matches(_field(form, "token")):
         return login_page(request, target, "That token is not right.", status=401)
-    return sessions.log_in(request, Redirect(target, status_code=303))
+    return await sessions.log_in(request, Redirect(target, status_code=303))
 
 
 @post("/logout", opt={OPEN: True})
 async def log_out(request: Request) -> Response:
     sessions = request.app.state.console_sessions
-    return sessions.log_out(request, Redirect("/console/login?out=1", status_code=303))
+    return await sessions.log_out(request, Redirect("/console/login?out=1", status_code=303))
+
+
+@post("/logout-everywhere")
+async def log_out_everywhere(request: Request) -> Response:
+    """Every console session ends, on every browser (a lost laptop, a person leaving)."""
+    sessions = request.app.state.console_sessions
+    done = Redirect("/console/login?out=all", status_code=303)
+    return await sessions.log_out_everywhere(request, done)
 
 
 @get_and_head("/login", opt={OPEN: True}, sync_to_thread=False)
 def show_login(request: Request, next: params.Text = "/console", out: params.Text = "") -> Response:
     if not request.app.state.console_sessions.required:
         return Redirect("/console", status_code=303)
-    notice = "You are logged out." if out else None
+    notice = {
+        "1": "You are logged out.",
+        "all": "Every console session has ended, on every browser. Log in again to go on.",
+    }.get(out)
     return login_page(request, _safe_next(next), notice=notice)
 
 
@@ -165,4 +176,13 @@ def login_page(
     )
 
 
-FORMS = [show_login, create_segment, change_percent, delete_segment, import_users, log_in, log_out]
+FORMS = [
+    show_login,
+    create_segment,
+    change_percent,
+    delete_segment,
+    import_users,
+    log_in,
+    log_out,
+    log_out_everywhere,
+]

@@ -2,12 +2,15 @@
 signed session cookie.
 
 The cookie is ``<expiry>.<nonce>.<HMAC-SHA256 of both>``, keyed by a key derived from
-API_TOKEN; nothing is stored on the server. So a restart, or another web process, keeps
-everyone logged in, and changing API_TOKEN logs everyone out (README, Decisions). The
-cookie is HttpOnly, SameSite=Strict, and Secure when the request came over https (the
-app trusts no proxy headers, so the scheme is the connection's). It opens the console and
-lets its holder read the API docs (GET /docs...); every other API route still wants the
-bearer token.
+API_TOKEN, and the session lasts while its nonce has a row in ``console_sessions``
+(models/console.py). The signature is checked first, so a forged cookie costs no
+database read; the row makes logging out final, for a copy of the cookie too, and lets
+a person end every session at once. A restart, or another web process, keeps everyone
+logged in; changing API_TOKEN logs everyone out (README, Decisions). The cookie is
+HttpOnly, SameSite=Strict, and Secure when the request came over https (the app trusts
+no proxy headers, so the scheme is the connection's). It opens the console and lets its
+holder read the API docs (GET /docs...); every other API route still wants the bearer
+token.
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ import hashlib
 import hmac
 import secrets
 import time
+from datetime import UTC, datetime
 
+from anyio import to_thread
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 from litestar.types import ASGIApp, Receive, Scope, Send
+
+from models import console
 
 COOKIE = "segments_console"
 PATH = "/console"
@@ -58,16 +65,22 @@ class Sessions:
         body = f"{int(time.time()) + self.lifetime}.{secrets.token_hex(8)}"
         return f"{body}.{self._mac(body)}"
 
-    def valid(self, value: str | None) -> bool:
-        if not self.required:
-            return True
+    def _nonce(self, value: str | None) -> str | None:
+        """The nonce of a cookie signed here and not past its expiry; else None."""
         if not value or value.count(".") != 2:
-            return False
+            return None
         body, _, mac = value.rpartition(".")
         if not hmac.compare_digest(mac.encode(), self._mac(body).encode()):
-            return False
-        expires = body.partition(".")[0]
-        return expires.isdigit() and int(expires) > time.time()
+            return None
+        expires, _, nonce = body.partition(".")
+        return nonce if expires.isdigit() and int(expires) > time.time() else None
+
+    async def lasts(self, value: str | None) -> bool:
+        """Whether the cookie opens the console: signed here, not expired, not ended."""
+        if not self.required:
+            return True
+        nonce = self._nonce(value)
+        return nonce is not None and await to_thread.run_sync(console.session_lasts, nonce)
 
     def cookie(self, request: Request, value: str, max_age: int) -> Cookie:
         return Cookie(
@@ -80,21 +93,33 @@ class Sessions:
             secure=request.url.scheme == "https",
         )
 
-    def log_in(self, request: Request, response: Response) -> Response:
-        response.set_cookie(self.cookie(request, self.issue(), self.lifetime))
+    async def log_in(self, request: Request, response: Response) -> Response:
+        value = self.issue()
+        expires, nonce, _ = value.split(".")
+        until = datetime.fromtimestamp(int(expires), UTC)
+        await to_thread.run_sync(console.start_session, nonce, until)
+        response.set_cookie(self.cookie(request, value, self.lifetime))
         return response
 
-    def log_out(self, request: Request, response: Response) -> Response:
+    async def log_out(self, request: Request, response: Response) -> Response:
+        nonce = self._nonce(request.cookies.get(COOKIE))
+        if nonce is not None:
+            await to_thread.run_sync(console.end_session, nonce)
         response.set_cookie(self.cookie(request, "", 0))
         return response
 
-    def opens_docs(self, connection: ASGIConnection) -> bool:
+    async def log_out_everywhere(self, request: Request, response: Response) -> Response:
+        await to_thread.run_sync(console.end_all_sessions)
+        response.set_cookie(self.cookie(request, "", 0))
+        return response
+
+    async def opens_docs(self, connection: ASGIConnection) -> bool:
         """A person logged in to the console may read the API docs in the same browser."""
         path = connection.scope["path"]
         return (
             (path == DOCS or path.startswith(f"{DOCS}/"))
             and connection.scope["method"] in ("GET", "HEAD")
-            and self.valid(connection.cookies.get(COOKIE))
+            and await self.lasts(connection.cookies.get(COOKIE))
         )
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
@@ -104,7 +129,7 @@ class Sessions:
         async def require_session(scope: Scope, receive: Receive, send: Send) -> None:
             handler = scope.get("route_handler")
             is_open = handler is not None and handler.opt.get(OPEN)
-            if not is_open and not self.valid(ASGIConnection(scope).cookies.get(COOKIE)):
+            if not is_open and not await self.lasts(ASGIConnection(scope).cookies.get(COOKIE)):
                 raise LoginRequired
             await app(scope, receive, send)
 
