@@ -107,19 +107,25 @@ def offline_context(browser, base_url: str, blocked: list[str]):
     return context
 
 
-@pytest.fixture(scope="module")
-def page(browser, stacks, shots):
-    """A logged-in console page (the login itself is test_login_and_logout's subject)."""
-    locked, _ = stacks
-    blocked: list[str] = []
-    context = offline_context(browser, locked.url, blocked)
+def logged_in_tab(browser, url: str, blocked: list[str]):
+    """A tab of a browser of its own (its own cookies), logged in to the console."""
+    context = offline_context(browser, url, blocked)
     tab = context.new_page()
     tab.goto("/console/login")
     tab.fill("#token", TOKEN)
     tab.click("button:has-text('Log in')")
     tab.wait_for_url("**/console")
+    return tab
+
+
+@pytest.fixture(scope="module")
+def page(browser, stacks, shots):
+    """A logged-in console page (the login itself is test_login_and_logout's subject)."""
+    locked, _ = stacks
+    blocked: list[str] = []
+    tab = logged_in_tab(browser, locked.url, blocked)
     yield tab
-    context.close()
+    tab.context.close()
     assert blocked == []
 
 
@@ -329,16 +335,7 @@ def test_login_and_logout(browser, stacks, shots):
 def test_log_out_everywhere_ends_the_other_browsers_session(browser, stacks):
     locked, _ = stacks
     blocked: list[str] = []
-    tabs = []
-    for _ in range(2):  # two browsers: separate cookie jars
-        context = offline_context(browser, locked.url, blocked)
-        tab = context.new_page()
-        tab.goto("/console/login")
-        tab.fill("#token", TOKEN)
-        tab.click("button:has-text('Log in')")
-        tab.wait_for_url("**/console")
-        tabs.append(tab)
-    laptop, phone = tabs
+    laptop, phone = tabs = [logged_in_tab(browser, locked.url, blocked) for _ in range(2)]
     phone.click("button:has-text('Log out everywhere')")
     phone.wait_for_url("**/console/login?out=all")
     assert "Every console session has ended" in phone.inner_text("main")
