@@ -143,9 +143,8 @@ def reset(dsn: str) -> None:
         cur.execute("DELETE FROM segments WHERE id = ANY(%s)", (segs,))
         cur.execute("DELETE FROM users WHERE id > %s", (n,))
         if cur.rowcount or segs:
-            # history too: an earlier run's millions of deleted events otherwise leave
-            # autovacuum to the next run, whose import then ran 41 s alone once and 82 s
-            # the next time (docs/benchmarks.md).
+            # history too: an earlier run's millions of deleted events would otherwise
+            # leave their autovacuum to the next run.
             cur.execute(
                 "VACUUM (ANALYZE) users, memberships, segment_opt_outs, segments, jobs, history"
             )

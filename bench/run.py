@@ -185,6 +185,7 @@ class Bench:
                         "DB_POOL_SIZE",
                         "BATCH_SIZE",
                         "JOB_CHUNK_TIME_MS",
+                        "JOB_BATCH_PAUSE_MS",
                         "WORKER_PROCESSES",
                         "WORKER_THREADS",
                     )

@@ -139,12 +139,14 @@ def reading_from(pool: Pool) -> Iterator[None]:
         _reading.reset(token)
 
 
-# What a statement on a connection the server has dropped raises (peewee wraps the
-# driver's errors; the hot read runs on the driver's cursor directly).
+# What a statement on a connection the server has dropped may raise: mostly
+# OperationalError, but some losses (an SSL record, libpq's "no message") surface as a
+# plain DatabaseError. Wide on purpose: connection_lost() decides. Peewee wraps the
+# driver's errors; the hot read runs on the driver's cursor directly.
 DISCONNECTED = (
-    peewee.OperationalError,
+    peewee.DatabaseError,
     peewee.InterfaceError,
-    psycopg2.OperationalError,
+    psycopg2.DatabaseError,
     psycopg2.InterfaceError,
 )
 
@@ -167,7 +169,8 @@ def read_on(
     an administrator) fails on first use: a read then runs once more on a new connection
     instead of costing the client a 503, and the pool's idle connections, which died
     with it, are closed. A read that nests in a caller's connection is not re-run: it
-    cannot get another one.
+    cannot get another one. ``fn`` must be safe to repeat (reads only): a query killed
+    while it ran (``pg_terminate_backend`` of a runaway report) runs once more too.
     """
     owned = pool.is_closed()
     with reading_from(pool):
@@ -176,7 +179,8 @@ def read_on(
         except DISCONNECTED:
             if not (owned and connection_lost(pool)):
                 raise
-    # The dead connection went back to the pool, which discarded it (Pool._is_closed).
+    # The dead connection went back to the pool, which closed it (its transaction
+    # status is unknown, so peewee's _can_reuse refuses it).
     pool.close_idle()
     with reading_from(pool):
         return fn(*args, **kwargs)
@@ -226,7 +230,7 @@ def unit_of_work(fn: Callable[P, R]) -> Callable[P, R]:
 def read_only(fn: Callable[P, R]) -> Callable[P, R]:
     """Like ``unit_of_work`` for reads: no BEGIN/COMMIT round trips. Each statement sees
     its own snapshot; use it where statements need not agree with each other. Re-run
-    once on a new connection if the borrowed one was dead (``read_on``)."""
+    once on a new connection if the borrowed one was dead (``read_on``): reads only."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:

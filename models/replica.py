@@ -129,7 +129,8 @@ def replica_read(fn: Callable[P, R]) -> Callable[P, R]:
     """``read_only`` for a read the replica may serve: on the side ``router`` names,
     and on the primary inside a request that wrote (it reads its own writes) or while
     the caller already holds a primary connection. A read the replica fails (it went
-    away between two checks) runs again on the primary."""
+    away between two checks) runs again on the primary; one on a dead primary
+    connection runs again on a new one (``read_on``). Reads only: ``fn`` may run twice."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:

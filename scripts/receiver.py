@@ -5,6 +5,7 @@ acknowledges (headers, body, event ids, when), answers the status it is told to,
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,14 +18,22 @@ class Receiver:
         self.last = 0.0  # perf_counter() of the last acknowledged batch
         self.status = 200
         self.drip = 0.0  # seconds to trickle the answer for, one byte every 0.5 s
+        self.slow_read = 0  # read the body this many bytes every 0.5 s (0: at once)
         self.dripping = 0  # POSTs being trickled right now
+        self.arrivals: list[float] = []  # monotonic() as each POST's head came in
         self.closing = threading.Event()
         self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.lock:
+                    receiver.arrivals.append(time.monotonic())
+                length = int(self.headers["Content-Length"])
+                if receiver.slow_read:
+                    self.read_slowly(length)
+                    return
+                body = self.rfile.read(length)
                 if receiver.drip:
                     self.trickle(receiver.drip)
                     return
@@ -37,6 +46,21 @@ class Receiver:
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def read_slowly(self, length: int) -> None:
+                """Take the body ``slow_read`` bytes every 0.5 s: the sender's writes
+                block once the socket buffers are full, each for less than 0.5 s.
+                Nothing is acknowledged."""
+                try:
+                    while length > 0 and not receiver.closing.is_set():
+                        chunk = self.rfile.read(min(receiver.slow_read, length))
+                        if not chunk:
+                            return
+                        length -= len(chunk)
+                        time.sleep(0.5)
+                except OSError:
+                    pass
+                self.close_connection = True
 
             def trickle(self, seconds: float) -> None:
                 """A status line, then a header a byte every 0.5 s: never idle long enough
@@ -60,7 +84,12 @@ class Receiver:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        # Small receive buffers (accepted sockets inherit them), so a slow reader fills
+        # them after a few KiB, as a receiver far away or overloaded would.
+        self.server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.server.server_bind()
+        self.server.server_activate()
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

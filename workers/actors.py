@@ -122,16 +122,19 @@ def deliver_webhook(webhook_id: int) -> None:
     if not slots.acquire(blocking=False):
         return  # all taken: not leased, so the dispatcher sends it again next tick
     try:
-        _deliver(webhook_id)
+        more = _deliver(webhook_id)
     finally:
         slots.release()
+    if more:  # sent once the slot is free, so the next message can take it
+        send(deliver_webhook.__name__, webhook_id)
 
 
-def _deliver(webhook_id: int) -> None:
+def _deliver(webhook_id: int) -> bool:
+    """A few batches; True when more are pending at once."""
     for _ in range(WEBHOOK_BATCHES_PER_MESSAGE):
         delivery = webhooks.claim_delivery(webhook_id)
         if delivery is None:
-            return
+            return False
         if delivery.events:
             try:
                 post_batch(delivery, active().webhook_deny_private)
@@ -141,11 +144,11 @@ def _deliver(webhook_id: int) -> None:
                 error = str(exc) if isinstance(exc, DeliveryError) else type(exc).__name__
                 delay = webhooks.failed(delivery, error)
                 log.warning("webhook %s: %s; next attempt in %.0fs", webhook_id, error, delay)
-                return
+                return False
         webhooks.acknowledge(delivery)
         if not delivery.more:
-            return
-    send(deliver_webhook.__name__, webhook_id)
+            return False
+    return True
 
 
 # (actor, Dramatiq options). A job's claims are its retry budget (jobs.MAX_ATTEMPTS):

@@ -80,7 +80,21 @@ class _DeadlineStream(httpcore.NetworkStream):
         return self._inner.read(max_bytes, self._deadline.left())
 
     def write(self, buffer: bytes, timeout=None) -> None:
-        self._inner.write(buffer, self._deadline.left())
+        # httpcore's own write sets one timeout for all its sends: a receiver taking the
+        # body a little at a time never trips it. Each send here gets what is left.
+        sock = self._inner.get_extra_info("socket")
+        if sock is None:
+            self._inner.write(buffer, self._deadline.left())
+            return
+        view = memoryview(buffer)
+        try:
+            while view:
+                sock.settimeout(self._deadline.left())
+                view = view[sock.send(view) :]
+        except TimeoutError:
+            raise httpcore.WriteTimeout("deadline passed") from None
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc)) from None
 
     def close(self) -> None:
         self._inner.close()

@@ -107,14 +107,18 @@ def offline_context(browser, base_url: str, blocked: list[str]):
     return context
 
 
-def logged_in_tab(browser, url: str, blocked: list[str]):
-    """A tab of a browser of its own (its own cookies), logged in to the console."""
-    context = offline_context(browser, url, blocked)
-    tab = context.new_page()
+def log_in_again(tab) -> None:
+    """Log the tab's browser in to the console."""
     tab.goto("/console/login")
     tab.fill("#token", TOKEN)
     tab.click("button:has-text('Log in')")
     tab.wait_for_url("**/console")
+
+
+def logged_in_tab(browser, url: str, blocked: list[str]):
+    """A tab of a browser of its own (its own cookies), logged in to the console."""
+    tab = offline_context(browser, url, blocked).new_page()
+    log_in_again(tab)
     return tab
 
 
@@ -332,7 +336,7 @@ def test_login_and_logout(browser, stacks, shots):
     assert blocked == []
 
 
-def test_log_out_everywhere_ends_the_other_browsers_session(browser, stacks):
+def test_log_out_everywhere_ends_the_other_browsers_session(browser, stacks, page):
     locked, _ = stacks
     blocked: list[str] = []
     laptop, phone = tabs = [logged_in_tab(browser, locked.url, blocked) for _ in range(2)]
@@ -344,6 +348,8 @@ def test_log_out_everywhere_ends_the_other_browsers_session(browser, stacks):
     for tab in tabs:
         tab.context.close()
     assert blocked == []
+    # It ended the shared page's session too: log it in again for the tests after this.
+    log_in_again(page)
 
 
 @pytest.mark.parametrize(
