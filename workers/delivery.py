@@ -9,13 +9,14 @@ import json
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpcore
 import httpx
 
 from models.webhooks import Delivery
 
-TIMEOUT = 5.0  # seconds for the whole POST: connect, send, and the answer's head
+TIMEOUT = 5.0  # seconds for the whole POST: name lookup, connect, send, the answer's head
 
 
 class DeliveryError(Exception):
@@ -31,11 +32,22 @@ def _public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def _resolve(host: str, port: int, deny_private: bool) -> str:
-    """One address of ``host``; with ``deny_private``, refuse if any of its addresses is
-    loopback, private, link-local or otherwise not global."""
+# Name lookups run here, so one that hangs (a silent name server: the system resolver's
+# own timeouts are often 10-30 s) costs the delivery no more than its deadline; the
+# lookup itself ends when the resolver gives up. A few at a time: more wait their turn,
+# and the wait counts against their deadline too.
+_lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
+
+
+def _resolve(host: str, port: int, deny_private: bool, deadline: _Deadline) -> str:
+    """One address of ``host``, looked up within the deadline; with ``deny_private``,
+    refuse if any of its addresses is loopback, private, link-local or otherwise not
+    global."""
+    lookup = _lookups.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = lookup.result(timeout=max(deadline.until - time.monotonic(), 0))
+    except TimeoutError:
+        raise DeliveryError(f"cannot resolve {host} within {TIMEOUT:g} s") from None
     except socket.gaierror as exc:
         raise DeliveryError(f"cannot resolve {host}: {exc.strerror}") from None
     addresses = [info[4][0] for info in infos]
@@ -53,10 +65,10 @@ class _Deadline(httpcore.NetworkBackend):
 
     def __init__(self, seconds: float) -> None:
         self._inner = httpcore.SyncBackend()
-        self._until = time.monotonic() + seconds
+        self.until = time.monotonic() + seconds
 
     def left(self) -> float:
-        left = self._until - time.monotonic()
+        left = self.until - time.monotonic()
         if left <= 0:
             raise httpcore.ReadTimeout("deadline passed")
         return left
@@ -119,7 +131,9 @@ def post_batch(delivery: Delivery, deny_private: bool) -> None:
         {"webhook_id": delivery.webhook_id, "events": delivery.events}, separators=(",", ":")
     ).encode()
     url = httpx.URL(delivery.url)
-    address = _resolve(url.host, url.port or (443 if url.scheme == "https" else 80), deny_private)
+    deadline = _Deadline(TIMEOUT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    address = _resolve(url.host, port, deny_private, deadline)
     headers = {
         "Content-Type": "application/json",
         "Host": url.netloc.decode(),
@@ -130,7 +144,7 @@ def post_batch(delivery: Delivery, deny_private: bool) -> None:
     extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
     try:
         with (
-            httpcore.ConnectionPool(network_backend=_Deadline(TIMEOUT)) as pool,
+            httpcore.ConnectionPool(network_backend=deadline) as pool,
             pool.stream(
                 "POST",
                 str(url.copy_with(host=address)),

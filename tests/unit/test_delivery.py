@@ -4,6 +4,8 @@ Against the local receiver of the e2e tests, over real sockets."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import pytest
@@ -62,3 +64,23 @@ def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_deadline(receiver
 def test_a_prompt_receiver_gets_the_whole_batch(receiver):
     post_batch(batch(receiver.url, 1000), deny_private=False)
     assert len(receiver.events()) == 1000
+
+
+def test_a_host_name_that_takes_long_to_resolve_is_cut_off_at_the_deadline(monkeypatch):
+    """The system resolver has its own timeouts (often 10-30 s for a silent name server);
+    the lookup counts against the same 5 s. Stands in for such a server: a getaddrinfo
+    that does not answer until the test ends."""
+    resolve, answer = socket.getaddrinfo, threading.Event()
+
+    def silent(host, *args, **kwargs):
+        if host == "silent.example":
+            answer.wait(60)
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent)
+    try:
+        seconds, error = timed_failure(batch("http://silent.example/hook", 5))
+    finally:
+        answer.set()
+    assert TIMEOUT - 0.5 < seconds < TIMEOUT + 1.5, seconds
+    assert error == f"cannot resolve silent.example within {TIMEOUT:g} s"
