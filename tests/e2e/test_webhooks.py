@@ -217,10 +217,10 @@ def test_receivers_that_never_finish_answering_hold_no_worker_past_the_deadline(
             assert "no answer within 5 s" in state["last_error"], state
         assert job_seconds < 15, job_seconds
         # One delivery at a time (WORKER_THREADS - 1): each slow POST began after the one
-        # before had held its slot to the deadline.
+        # before had held its slot to the deadline (5 s; 3 allows for a slow connect).
         arrivals = sorted(t for r in slow for t in r.arrivals)
         gaps = [round(b - a, 2) for a, b in pairwise(arrivals)]
-        assert len(arrivals) >= 3 and min(gaps) > 4, gaps
+        assert len(arrivals) >= 3 and min(gaps) > 3, gaps
     finally:
         for r in (*slow, healthy):
             r.close()
