@@ -75,9 +75,8 @@ def _kept_read(pool: Pool, user_id: int) -> list[str] | None:
         # on a new connection, after closing the idle ones that died with it.
         if not connection_lost(pool):
             raise
-    pool.close()  # back to the pool, which discards it
     pool.close_idle()
-    return _execute_kept(pool, user_id)
+    return _execute_kept(pool, user_id)  # gives the dead one back, connects anew
 
 
 def _execute_kept(pool: Pool, user_id: int) -> list[str] | None:

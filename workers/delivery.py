@@ -45,7 +45,7 @@ def _resolve(host: str, port: int, deny_private: bool, deadline: _Deadline) -> s
     global."""
     lookup = _lookups.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        infos = lookup.result(timeout=max(deadline.until - time.monotonic(), 0))
+        infos = lookup.result(timeout=deadline.remaining())
     except TimeoutError:
         raise DeliveryError(f"cannot resolve {host} within {TIMEOUT:g} s") from None
     except socket.gaierror as exc:
@@ -65,11 +65,16 @@ class _Deadline(httpcore.NetworkBackend):
 
     def __init__(self, seconds: float) -> None:
         self._inner = httpcore.SyncBackend()
-        self.until = time.monotonic() + seconds
+        self._until = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left, 0 once passed."""
+        return max(self._until - time.monotonic(), 0.0)
 
     def left(self) -> float:
-        left = self.until - time.monotonic()
-        if left <= 0:
+        """Seconds left for one socket operation; raises once the deadline has passed."""
+        left = self.remaining()
+        if left == 0:
             raise httpcore.ReadTimeout("deadline passed")
         return left
 
