@@ -81,6 +81,12 @@ class _Request:
 
 _request: ContextVar[_Request | None] = ContextVar("request", default=None)
 
+# What the outermost unit of work on this thread runs once it has committed and given its
+# connection back (``after_commit``); None outside one.
+_after_commit: ContextVar[list[Callable[[], object]] | None] = ContextVar(
+    "after_commit", default=None
+)
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -213,7 +219,9 @@ def unit_of_work(fn: Callable[P, R]) -> Callable[P, R]:
     """Run ``fn`` in one transaction on a connection borrowed for the call.
 
     Nested calls share the outer connection and transaction (peewee keeps a per-thread
-    stack), so a caller that already holds a connection keeps it.
+    stack), so a caller that already holds a connection keeps it. What the transaction
+    registered with ``after_commit`` runs once the outermost call has committed and
+    given the connection back; a rollback drops it.
     """
 
     @functools.wraps(fn)
@@ -221,10 +229,34 @@ def unit_of_work(fn: Callable[P, R]) -> Callable[P, R]:
         request = _request.get()
         if request is not None:
             request.wrote = True
-        with db.connection_context(), db.atomic():
-            return fn(*args, **kwargs)
+        if _after_commit.get() is not None or db.transaction_depth():
+            # Nested: the transaction's owner commits, and runs the hooks.
+            with db.connection_context(), db.atomic():
+                return fn(*args, **kwargs)
+        hooks: list[Callable[[], object]] = []
+        token = _after_commit.set(hooks)
+        try:
+            with db.connection_context(), db.atomic():
+                result = fn(*args, **kwargs)
+        finally:
+            _after_commit.reset(token)
+        for hook in hooks:
+            hook()
+        return result
 
     return wrapper
+
+
+def after_commit(hook: Callable[[], object]) -> None:
+    """Run ``hook`` once the current transaction has committed (never if it rolls back):
+    after the outermost ``unit_of_work`` has given its connection back, or by peewee's
+    own hook inside a bare ``db.atomic()``; at once outside any transaction. Hooks must
+    not raise (a send that fails is logged and retried by the outbox pass)."""
+    hooks = _after_commit.get()
+    if hooks is not None:
+        hooks.append(hook)
+    else:
+        db.after_commit(hook)
 
 
 def read_only(fn: Callable[P, R]) -> Callable[P, R]:

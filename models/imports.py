@@ -16,7 +16,8 @@ from enum import StrEnum
 
 import psycopg2
 
-from models import segments  # the module: models.segments imports jobs, which imports this
+# segments as a module: models.segments imports jobs, which imports this one.
+from models import outbox, segments
 from models.db import db
 from models.errors import NotFound
 from models.events import change_with_events
@@ -113,6 +114,7 @@ class Upload:
             if self.cur.fetchone() is None:
                 return self._replay(digest)
         self.conn.commit()
+        outbox.send_job(self.job_id)
         return ImportStarted(self.job_id, total, replayed=False)
 
     def _replay(self, digest: str) -> ImportStarted:

@@ -139,6 +139,22 @@ def scratch_dsn(server_sql) -> Iterator[str]:
 
 
 @pytest.fixture
+def stub_broker() -> Iterator[StubBroker]:
+    """A StubBroker of the test's own, the process's broker for the test: what the code
+    under test sends waits on its queues (``stub_broker.queues["jobs"]``) until the test
+    runs it (tests/integration/jobs.py)."""
+    import dramatiq
+
+    from workers.broker import declare_actors
+
+    broker = StubBroker()
+    declare_actors(broker)
+    dramatiq.set_broker(broker)
+    yield broker
+    dramatiq.set_broker(STUB_BROKER)
+
+
+@pytest.fixture
 def clean_db(sql) -> None:
     sql.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 import dramatiq
 
+from models import outbox
 from models.db import init_db
 from models.logs import configure_logging
 from models.settings import ConfigError, Settings, activate, load_settings
+from workers.actors import enqueue_job
 from workers.broker import build_broker, declare_actors, queue_prefix
 
 
@@ -37,6 +39,7 @@ def bootstrap(settings: Settings, broker: dramatiq.Broker | None = None) -> Runt
     broker = broker or build_broker(settings)
     declare_actors(broker, queue_prefix(broker, settings))
     dramatiq.set_broker(broker)
+    outbox.connect(enqueue_job)  # jobs recorded from now on are sent after their commit
     activate(settings)
     return Runtime(settings, broker)
 

@@ -16,10 +16,9 @@ def app_client() -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def client(app_client: TestClient, clean_db: None) -> TestClient:
+def client(app_client: TestClient, clean_db: None, stub_broker) -> TestClient:
     """The app in-process, on the real test database, emptied before each test; its job
-    messages go to the StubBroker (tests/integration/jobs.py runs them)."""
-    STUB_BROKER.flush_all()
+    messages go to the test's own StubBroker (tests/integration/jobs.py runs them)."""
     return app_client
 
 

@@ -1,4 +1,7 @@
-"""Run bulk jobs in-process through the real actor: Dramatiq's StubBroker and Worker."""
+"""Run bulk jobs in-process through the real actor: Dramatiq's StubBroker and Worker.
+
+Nothing here sends a job's message: the code under test does (models/outbox.py), and
+``run_job`` fails when it did not."""
 
 from __future__ import annotations
 
@@ -6,13 +9,13 @@ import dataclasses
 from contextlib import contextmanager
 
 import dramatiq
+from dramatiq import Message
+from dramatiq.brokers.stub import StubBroker
 
-from models import jobs
+from models import jobs, outbox
 from models.db import db
 from models.settings import activate, active
 from models.tables import Job
-from tests.conftest import STUB_BROKER
-from workers.actors import enqueue_job
 
 
 @contextmanager
@@ -33,33 +36,53 @@ def drain(batch: int | None = None, queue: str = "jobs") -> None:
     runs."""
     # The batch size is set before the worker starts: its thread reads the settings as
     # soon as it takes a message, often before start() has even returned.
+    broker = booted_broker()
     with batch_size(batch):
-        worker = dramatiq.Worker(STUB_BROKER, worker_timeout=20, worker_threads=1)
+        worker = dramatiq.Worker(broker, worker_timeout=20, worker_threads=1)
         # (Worker.pause() would do, but a paused consumer waits 3 s before it resumes.)
         worker.start()
-        added = STUB_BROKER.middleware[-1]
+        added = broker.middleware[-1]
         try:
-            STUB_BROKER.join(queue, fail_fast=True, timeout=120_000)
+            broker.join(queue, fail_fast=True, timeout=120_000)
         finally:
             worker.stop()
             # Each Worker adds a middleware of its own to the broker; take it back.
-            STUB_BROKER.middleware.remove(added)
+            broker.middleware.remove(added)
+
+
+def booted_broker() -> StubBroker:
+    broker = dramatiq.broker.global_broker
+    assert isinstance(broker, StubBroker), "in-process tests run on Dramatiq's StubBroker"
+    return broker
+
+
+def sent_jobs() -> list[int]:
+    """The jobs whose messages wait on the "jobs" queue, in the order they were sent."""
+    queue = booted_broker().queues.get("jobs")
+    return [Message.decode(raw).args[0] for raw in (queue.queue if queue else [])]
 
 
 def run_job(job_id: int, batch: int | None = None) -> Job:
-    """Send the job's message (again: a duplicate is harmless by design) and run the
-    queue dry. Returns the job's row."""
-    assert enqueue_job(job_id)
+    """Run the queue dry, after checking that the code under test sent the job's message.
+    Returns the job's row."""
+    assert job_id in sent_jobs(), f"job {job_id} was recorded but its message never sent"
     drain(batch)
     job = jobs.get_job(job_id)
     assert job is not None
     return job
 
 
+def resend_job(job_id: int, batch: int | None = None) -> Job:
+    """Send the job's message again, as the re-send pass does (a duplicate is harmless by
+    design), and run it."""
+    assert outbox.send_job(job_id)
+    return run_job(job_id, batch)
+
+
 def run_unfinished_jobs(batch: int | None = None) -> None:
-    """Send every unfinished job, as the scheduler's re-enqueue pass does, and run them."""
-    for job_id in jobs.stale_jobs(-1):
-        assert enqueue_job(job_id)
+    """Run every unfinished job, after checking that each one's message was sent."""
+    unsent = set(jobs.stale_jobs(-1)) - set(sent_jobs())
+    assert not unsent, f"jobs recorded but their messages never sent: {sorted(unsent)}"
     drain(batch)
     # A job the drain left unfinished (a claim refused, a lease lost) is a harness fault:
     # say so here, instead of as a model mismatch steps later.

@@ -21,7 +21,7 @@ from models.db import db
 from models.memberships import expire_memberships
 from models.segments import delete_segment
 from models.users import create_user
-from tests.integration.jobs import run_job
+from tests.integration.jobs import resend_job, run_job
 
 MAX_ID = 2**63 - 1
 
@@ -332,7 +332,7 @@ def test_user_created_while_its_auto_segment_is_deleted_keeps_no_membership(clie
     deleter.join(10)
     assert result == [["RACE"]] and deleted
     if jobs.get_job(deleted[0].job_id).state != "done":
-        run_job(deleted[0].job_id)
+        resend_job(deleted[0].job_id)
 
     leftover = members(sql, seg_id)
     ops = [(op, reason) for u, op, reason, _ in events(sql, seg_id) if u == 77]

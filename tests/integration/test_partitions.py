@@ -15,7 +15,6 @@ from models import history, partitions, webhooks
 from models.db import db, fetchall
 from models.partitions import add_months, month_of, partition_name
 from models.verify import verify
-from tests.conftest import STUB_BROKER
 from tests.integration.jobs import drain
 from workers.actors import maintain_history
 from workers.scheduler import tick
@@ -116,8 +115,7 @@ def test_events_older_than_retention_stay_in_the_default(user_in_a, sql):
     assert _where(sql, old[0]) == old
 
 
-def test_the_scheduler_tick_makes_a_missing_month_through_a_worker(keep_partitions):
-    STUB_BROKER.flush_all()  # only this test's message on the queue
+def test_the_scheduler_tick_makes_a_missing_month_through_a_worker(keep_partitions, stub_broker):
     partitions.drop_month(add_months(CURRENT, 2))
     assert add_months(CURRENT, 2) not in _partitions()
     tick(maintain_history)

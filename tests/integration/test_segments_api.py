@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from dramatiq import Message
 
-from tests.conftest import STUB_BROKER
 from tests.integration.jobs import run_job
 
 
@@ -17,7 +16,7 @@ def test_create_segment(client):
     assert "job_id" not in body
 
 
-def test_create_auto_segment_returns_job(client, sql):
+def test_create_auto_segment_returns_job(client, stub_broker):
     r = client.post("/segments", json={"segment": "AUTO", "auto_percent": 12.5})
     assert r.status_code == 201
     assert r.json()["auto_percent"] == 12.5
@@ -26,7 +25,7 @@ def test_create_auto_segment_returns_job(client, sql):
     # Recorded and sent, not run: no worker runs in-process until a test drains the queue.
     assert job["kind"] == "assign_auto" and job["state"] == "queued" and job["done"] == 0
     assert job["params"] == {"low": 0, "high": 1250, "reason": "auto"}
-    sent = [Message.decode(m) for m in STUB_BROKER.queues["jobs"].queue]
+    sent = [Message.decode(m) for m in stub_broker.queues["jobs"].queue]
     assert [(m.actor_name, m.args) for m in sent] == [("run_job", (job_id,))]
     run_job(job_id)
     job = client.get(f"/jobs/{job_id}").json()

@@ -22,7 +22,6 @@ from web.console.session import OPEN
 from web.methods import get_and_head
 from web.routes import params
 from web.routes.segments import import_options
-from workers.actors import enqueue_job
 
 _PERCENT = re.compile(r"(100|[0-9]{1,2})(\.[0-9]{1,2})?")
 CHUNK = 64 * 1024
@@ -43,20 +42,13 @@ def _percent(raw: str) -> Decimal:
     return Decimal(text)
 
 
-async def _started(view: segments.SegmentView, target: str) -> Redirect:
-    if view.job_id is not None:
-        # The job's row is committed: a failed send is re-sent by the requeue pass.
-        await to_thread.run_sync(enqueue_job, view.job_id)
-    return Redirect(target, status_code=303)
-
-
 @post("/segments")
 async def create_segment(request: Request) -> Redirect:
     form = await request.form()
     name = params.segment_name(_field(form, "segment"))
     percent = _percent(_field(form, "auto_percent"))
     view = await to_thread.run_sync(segments.create_segment, name, percent)
-    return await _started(view, f"/console/segments/{quote(view.name)}#jobs")
+    return Redirect(f"/console/segments/{quote(view.name)}#jobs", status_code=303)
 
 
 @post("/segments/{name:str}/percent")
@@ -64,13 +56,13 @@ async def change_percent(request: Request, name: params.NamePath) -> Redirect:
     form = await request.form()
     percent = _percent(_field(form, "auto_percent"))
     view = await to_thread.run_sync(segments.change_percent, params.segment_name(name), percent)
-    return await _started(view, f"/console/segments/{quote(view.name)}#jobs")
+    return Redirect(f"/console/segments/{quote(view.name)}#jobs", status_code=303)
 
 
 @post("/segments/{name:str}/delete")
 async def delete_segment(request: Request, name: params.NamePath) -> Redirect:
     view = await to_thread.run_sync(segments.delete_segment, params.segment_name(name))
-    return await _started(view, f"/console?deleted={quote(view.name)}")
+    return Redirect(f"/console?deleted={quote(view.name)}", status_code=303)
 
 
 async def _file_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
@@ -113,12 +105,10 @@ async def import_users(request: Request, name: params.NamePath) -> Response:
     key = uploads.idempotency_key(_field(form, "idempotency_key") or None)
     chunks, media = _ids_source(form)
     try:
-        started = await uploads.receive_chunks(chunks, media, name, options, key)
+        await uploads.receive_chunks(chunks, media, name, options, key)
     except IdempotencyMismatch:
         message = "This form was already sent with another list. Reload the page and try again."
         return error_page(request, 422, message)
-    if not started.replayed:
-        await to_thread.run_sync(enqueue_job, started.job_id)
     return Redirect(f"/console/segments/{quote(name)}#jobs", status_code=303)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from anyio import to_thread
 from litestar import Controller, Request, Response, delete, patch, post
 from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
@@ -27,7 +26,6 @@ from web.schemas import (
     SegmentPercent,
     SegmentRef,
 )
-from workers.actors import enqueue_job
 
 IMPORT_PARAMETERS = {"action", "active_time", "mode", "create_users"}
 
@@ -59,13 +57,6 @@ def _segment(view: SegmentView) -> Segment:
     )
 
 
-def _started(view: SegmentView) -> Segment:
-    # The job row is committed by now; a failed send leaves it for the re-enqueue pass.
-    if view.job_id is not None:
-        enqueue_job(view.job_id)
-    return _segment(view)
-
-
 def members_export(name: str) -> Stream:
     return Stream(
         segments.members_csv(name),
@@ -84,16 +75,16 @@ class SegmentController(Controller):
     @post("/", status_code=201, sync_to_thread=True, responses=ERRORS, summary="Create a segment")
     def create(self, data: JSONBody[SegmentCreate]) -> Segment:
         """With auto_percent > 0 the response carries the id of the assignment job."""
-        return _started(segments.create_segment(data.segment, data.percent))
+        return _segment(segments.create_segment(data.segment, data.percent))
 
     @delete("/", status_code=200, sync_to_thread=True, responses=ERRORS, summary="Delete a segment")
     def remove(self, data: JSONBody[SegmentRef]) -> Segment:
         """The segment vanishes from every read at once; a job removes its memberships."""
-        return _started(segments.delete_segment(data.segment))
+        return _segment(segments.delete_segment(data.segment))
 
     @patch("/", sync_to_thread=True, responses=ERRORS, summary="Change a segment's auto percentage")
     def change_percent(self, data: JSONBody[SegmentPercent]) -> Segment:
-        return _started(segments.change_percent(data.segment, data.percent))
+        return _segment(segments.change_percent(data.segment, data.percent))
 
     @get_and_head(
         "/", sync_to_thread=True, responses=ERRORS, summary="Live segments with member counts"
@@ -149,8 +140,6 @@ class SegmentController(Controller):
             )
         except IdempotencyMismatch:
             return error_response(422, "this Idempotency-Key was used with another body")
-        if not started.replayed:
-            await to_thread.run_sync(enqueue_job, started.job_id)
         body = ImportAccepted(job_id=started.job_id, segment=name, ids=started.ids)
         return Response(body, status_code=200 if started.replayed else 202)
 
