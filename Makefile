@@ -9,7 +9,7 @@ COMPOSE ?= $(shell command -v docker-compose >/dev/null 2>&1 && echo docker-comp
 SOURCES := $(wildcard web workers models scripts bench tests)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test build lint migrate bench docker clean distclean
+.PHONY: help venv run test test-fast test-rest build lint migrate bench docker clean distclean
 
 help:
 	@echo "make venv      create .venv and install the project with its dev extra"
@@ -17,6 +17,8 @@ help:
 	@echo "               DATABASE_DSN / REDIS_URL are set; no Redis with BROKER_URL=amqp://...)"
 	@echo "make test      pytest (PYTEST_ARGS='-k name' to pass options); worker tests run"
 	@echo "               on Redis and on RabbitMQ (TEST_RABBITMQ_URL), skipped ones listed"
+	@echo "make test-fast unit tests (no services) and in-process integration tests not marked slow"
+	@echo "make test-rest everything test-fast leaves out: slow integration tests and e2e"
 	@echo "make build     byte-compile and ruff check"
 	@echo "make lint      ruff check and ruff format --check"
 	@echo "make migrate   apply migrations to the database make run would use"
@@ -37,6 +39,13 @@ run: venv
 
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow" tests/unit tests/integration $(PYTEST_ARGS)
+
+test-rest: venv
+	$(PY) -m pytest -q -m slow tests/integration $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests/e2e $(PYTEST_ARGS)
 
 build: venv
 	$(PY) -m compileall -q $(SOURCES)

@@ -1,15 +1,14 @@
-"""Test services: real PostgreSQL and Redis.
+"""What every tier shares: the run's names, the StubBroker, the database fixtures.
 
-The ones named by DATABASE_DSN / REDIS_URL, else the local defaults, else embedded ones
-(scripts/devservices.py). Tests get a database of their own, created fresh for the run,
-and a Redis database number of their own, flushed at start.
+The services themselves (real PostgreSQL and Redis) are started by tests/services.py for
+the integration and e2e tests only; the unit tests run with none. Tests get a database
+of their own, created fresh for the run, and a Redis database number of their own.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import psycopg2.extensions
@@ -25,23 +24,8 @@ if os.environ.get("CI"):
 
 # Per run, so two test runs on one machine never share (or drop) each other's data.
 TEST_DB = f"segments_test_{os.getpid()}"
-TEST_REDIS_DB = 15
 SERVER_DSN = pytest.StashKey[str]()
 STUB_BROKER = StubBroker()
-
-
-def _test_dsn(server_dsn: str) -> str:
-    params = psycopg2.extensions.parse_dsn(server_dsn)
-    params["dbname"] = TEST_DB
-    return psycopg2.extensions.make_dsn(**params)
-
-
-def _test_redis_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        # Not urlunsplit: it would drop the empty authority and write "unix:/path".
-        return f"unix://{parts.path}?db={TEST_REDIS_DB}"
-    return urlunsplit(parts._replace(path=f"/{TEST_REDIS_DB}"))
 
 
 def _admin(server_dsn: str, *statements: str) -> None:
@@ -51,33 +35,6 @@ def _admin(server_dsn: str, *statements: str) -> None:
         for statement in statements:
             cur.execute(statement)
     conn.close()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Runs before test modules are imported; the environment set here is what the e2e
-    # tests' processes inherit.
-    if os.environ.get("SEGMENTS_TEST_READY"):
-        return
-    from scripts.devservices import ensure_services
-
-    # Stacks run on the test Redis unless a test asks for RabbitMQ (tests/e2e/brokers.py).
-    os.environ.pop("BROKER_URL", None)
-    services = ensure_services(prefer_local=True)
-    config.stash[SERVER_DSN] = services["DATABASE_DSN"]
-    os.environ["DATABASE_DSN"] = _test_dsn(services["DATABASE_DSN"])
-    os.environ["REDIS_URL"] = _test_redis_url(services["REDIS_URL"])
-    os.environ["QUEUE_NAMESPACE"] = TEST_DB
-    os.environ.setdefault("BATCH_SIZE", "1000")
-    os.environ["SEGMENTS_TEST_READY"] = "1"
-
-    from models.settings import load_settings
-    from scripts.procs import migrated_database
-    from workers.boot import bootstrap
-
-    migrated_database(os.environ["DATABASE_DSN"], fresh=True)
-    # In-process code sends to Dramatiq's StubBroker and runs actors with its Worker
-    # (tests/integration/jobs.py); the e2e tests run real workers on real Redis.
-    bootstrap(load_settings(), STUB_BROKER)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -187,7 +144,9 @@ def streaming_pair(tmp_path_factory: pytest.TempPathFactory):
 
     bindir = postgres_bin()
     if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup) found")
+        from tests.services import missing
+
+        missing("no PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup) found")
     pair = StreamingPair(bindir)
     try:
         pair.start()

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from scripts.procs import Proc, free_port, redis_server_binary
+from tests import services
 from tests.e2e.brokers import (
     RABBITMQ_URL,
     TcpProxy,
@@ -25,6 +26,11 @@ from tests.e2e.brokers import (
     delete_test_queues,
     rabbitmq_missing,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before this directory's test modules are imported: they may read the settings.
+    services.start(config)
 
 
 class Stack:
@@ -180,7 +186,7 @@ def rabbitmq() -> Iterator[str]:
     """The test RabbitMQ's URL; the run's queues are deleted at the end."""
     reason = rabbitmq_missing()
     if reason:
-        pytest.skip(reason)
+        services.missing(reason)
     yield RABBITMQ_URL
     delete_test_queues()
 

@@ -11,6 +11,8 @@ from schemathesis import checks
 from tests.conftest import STUB_BROKER
 from web.app import create_app
 
+pytestmark = pytest.mark.slow
+
 schema = schemathesis.openapi.from_asgi("/docs/openapi.json", create_app(broker=STUB_BROKER))
 
 

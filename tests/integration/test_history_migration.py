@@ -14,6 +14,8 @@ from models.db import db, init_db
 from models.migrate import MIGRATIONS_DIR, apply_migrations
 from models.settings import load_settings
 
+pytestmark = pytest.mark.slow
+
 MIGRATION = "005_history_partitions"
 # The migrations after it, applied with it by apply_migrations().
 LATER = sorted(p.stem for p in MIGRATIONS_DIR.glob("[0-9]*.py") if p.stem > MIGRATION)

@@ -30,6 +30,8 @@ from models.verify import verify
 from tests.conftest import TABLES
 from tests.integration.jobs import run_unfinished_jobs
 
+pytestmark = pytest.mark.slow
+
 USERS = st.integers(1, 12)
 NAMES = st.sampled_from(["S1", "S2", "S3", "S4"])
 PERCENTS = st.sampled_from([0, 10, 33.33, 50, 100])

@@ -12,11 +12,14 @@ import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from models.settings import active
+from tests import services
 from tests.conftest import STUB_BROKER
 from tests.e2e.brokers import RABBITMQ_URL, rabbitmq_missing
 from workers.actors import enqueue_job
 from workers.boot import bootstrap
 from workers.broker import delete_queues, ping_broker
+
+pytestmark = pytest.mark.slow
 
 NAMESPACE = f"{active().queue_namespace}_unit"
 
@@ -27,7 +30,7 @@ def rabbit() -> Iterator[RabbitmqBroker]:
     own; they are deleted afterwards."""
     reason = rabbitmq_missing()
     if reason:
-        pytest.skip(reason)
+        services.missing(reason)
     settings = dataclasses.replace(active(), broker_url=RABBITMQ_URL, queue_namespace=NAMESPACE)
     before = active()
     broker = bootstrap(settings).broker

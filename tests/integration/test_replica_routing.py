@@ -19,6 +19,8 @@ from models.settings import load_settings
 from tests.conftest import STUB_BROKER, TEST_DB
 from workers.boot import bootstrap
 
+pytestmark = pytest.mark.slow
+
 MAX_LAG_MS = 500
 
 

@@ -3,7 +3,6 @@ reported, not raised."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -15,10 +14,9 @@ import pytest
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 
-from models.settings import active
+from models.settings import load_settings
 from workers.actors import enqueue_job
-from workers.boot import bootstrap
-from workers.broker import build_broker
+from workers.broker import build_broker, declare_actors
 
 # dramatiq's RedisBroker enqueues through a Lua script; fakeredis runs Lua only with lupa
 # (the fakeredis[lua] extra).
@@ -27,13 +25,15 @@ pytest.importorskip("lupa", reason="fakeredis needs lupa (fakeredis[lua]) to run
 
 @contextmanager
 def _booted_with(broker: dramatiq.Broker) -> Iterator[dramatiq.Broker]:
-    """Boot the process with ``broker`` for the block, then with the one it had."""
-    before = dramatiq.get_broker()
-    bootstrap(active(), broker)
+    """``broker``, with the actors declared, as the process's for the block (no other
+    service: the unit tests run with none)."""
+    before = dramatiq.broker.global_broker
+    declare_actors(broker)
+    dramatiq.set_broker(broker)
     try:
         yield broker
     finally:
-        bootstrap(active(), before)
+        dramatiq.broker.global_broker = before
 
 
 def _dead() -> RedisBroker:
@@ -43,7 +43,7 @@ def _dead() -> RedisBroker:
 
 def _dead_rabbitmq() -> dramatiq.Broker:
     url = "amqp://guest:guest@127.0.0.1:1/%2F"
-    return build_broker(dataclasses.replace(active(), broker_url=url))
+    return build_broker(load_settings({"BROKER_URL": url}))
 
 
 @pytest.fixture

@@ -8,13 +8,6 @@ import pytest
 from litestar.testing import TestClient
 
 
-@pytest.fixture
-def seeded(client):
-    client.post("/segments", json={"segment": "A"})
-    client.post("/users", json={"id": 1})
-    return client
-
-
 def assert_nothing_changed(sql):
     sql.execute("SELECT (SELECT count(*) FROM memberships), (SELECT count(*) FROM history)")
     assert sql.fetchone() == (0, 0)
