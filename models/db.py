@@ -33,7 +33,8 @@ class Pool(PooledPostgresqlDatabase):
 
     def prepare_on_connect(self, statements: Mapping[str, str]) -> None:
         """``PREPARE name AS sql`` for each statement on every connection the pool makes,
-        so hot reads can ``EXECUTE`` them without planning (models/reads.py)."""
+        so hot reads can ``EXECUTE`` them without planning (models/reads.py registers
+        them at boot, ``prepare_hot_reads``). Kept across ``init_db``."""
         self._statements = dict(statements)
         self._prepared: weakref.WeakSet = weakref.WeakSet()
 
@@ -106,10 +107,6 @@ def _init_pool(pool: Pool, params: dict[str, str], settings: Settings) -> None:
         application_name=params.pop("application_name", "segments"),
         **params,
     )
-    # Imported here: reads builds on this module. Every process prepares the hot reads.
-    from models.reads import STATEMENTS
-
-    pool.prepare_on_connect(STATEMENTS)
 
 
 def init_db(settings: Settings) -> Pool:

@@ -16,8 +16,7 @@ from enum import StrEnum
 
 import psycopg2
 
-# segments as a module: models.segments imports jobs, which imports this one.
-from models import outbox, segments
+from models import outbox, users
 from models.db import db
 from models.errors import NotFound
 from models.events import change_with_events
@@ -147,24 +146,7 @@ def _lock_users(ids: list[int]) -> list[int]:
 def _known_users(ids: list[int], create: bool) -> list[int]:
     """The listed users that exist (created first when ``create``), row-locked."""
     if create:
-        segments.hold_auto_segments_shared()  # as POST /users: no auto assignment misses them
-        created = _column(
-            "INSERT INTO users (id) SELECT unnest(%s::bigint[]) ORDER BY 1 "
-            "ON CONFLICT DO NOTHING RETURNING id",
-            (ids,),
-        )
-        if created:
-            # The auto segments each new user falls in, as POST /users gives them.
-            change_with_events(
-                """INSERT INTO memberships (user_id, segment_id, source)
-                   SELECT u, s.id, 'auto' FROM unnest(%(users)s::bigint[]) u
-                   JOIN segments s ON s.deleted_at IS NULL AND s.auto_percent > 0
-                    AND segment_bucket(s.salt, u) < (s.auto_percent * 100)::int
-                   RETURNING user_id, segment_id, %(reason)s AS reason,
-                             clock_timestamp() AS at, true AS event""",
-                {"users": created, "reason": Reason.AUTO.value},
-                Operation.ADD,
-            )
+        users.create_users(ids)  # each in its auto segments, as POST /users does
     return _lock_users(ids)
 
 

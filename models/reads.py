@@ -22,7 +22,7 @@ _NAMES = f"""ARRAY(SELECT s.name FROM memberships m
 
 LOOP_STATEMENT_TIMEOUT_MS = 2000
 
-# name -> statement, for PREPARE on every new connection (web/app.py registers them).
+# name -> statement, for PREPARE on every new connection (``prepare_hot_reads``).
 STATEMENTS = {
     "read_user_segments(bigint)": f"SELECT {_NAMES} FROM users u WHERE u.id = $1",
     # One pass over the memberships of every listed user, grouped, rather than the
@@ -37,6 +37,13 @@ STATEMENTS = {
                    GROUP BY m.user_id) g ON g.user_id = u.id
         WHERE u.id = ANY($1) ORDER BY u.id""",
 }
+
+
+def prepare_hot_reads() -> None:
+    """Every connection of the primary's and the replica's pools prepares the hot reads
+    (once per physical connection). Called by the boot of every process."""
+    for pool in (db, replica):
+        pool.prepare_on_connect(STATEMENTS)
 
 
 @dataclass(frozen=True)

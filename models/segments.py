@@ -11,15 +11,12 @@ from peewee import JOIN, fn
 
 from models import jobs
 from models.buckets import new_salt, threshold
-from models.db import db, fetchone, reader, unit_of_work
+from models.db import fetchone, reader, unit_of_work
 from models.errors import Conflict, NotFound
 from models.memberships import LIVE_EXPR
 from models.replica import replica_read
 from models.tables import JobKind, Membership, Reason, Segment
-
-# Serialises auto segment creation / percent changes (exclusive) against user creation
-# (shared). Any constant works; it only has to be the same in every process.
-AUTO_SEGMENTS_LOCK = 5_120_447_903
+from models.users import hold_auto_segments_exclusive
 
 
 @dataclass(frozen=True)
@@ -31,14 +28,6 @@ class SegmentView:
     created_at: datetime
     members: int | None = None
     job_id: int | None = None
-
-
-def hold_auto_segments_shared() -> None:
-    db.execute_sql("SELECT pg_advisory_xact_lock_shared(%s)", (AUTO_SEGMENTS_LOCK,))
-
-
-def _hold_auto_segments_exclusive() -> None:
-    db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (AUTO_SEGMENTS_LOCK,))
 
 
 def _view(segment: Segment, job_id: int | None = None) -> SegmentView:
@@ -59,7 +48,7 @@ def _live(name: str):
 def create_segment(name: str, auto_percent: Decimal) -> SegmentView:
     """With auto_percent > 0, the view carries the id of its assignment job."""
     if auto_percent > 0:
-        _hold_auto_segments_exclusive()
+        hold_auto_segments_exclusive()
     created = list(
         Segment.insert(name=name, salt=new_salt(), auto_percent=auto_percent)
         .on_conflict(
@@ -86,7 +75,7 @@ def delete_segment(name: str) -> SegmentView:
     removes its memberships (its id is in the view)."""
     # Like a percent change: a user being created either commits before the cleanup job
     # scans, or sees the segment as deleted and does not join it.
-    _hold_auto_segments_exclusive()
+    hold_auto_segments_exclusive()
     # Lock first, stamp after: the clock is read once no batch or request holds the row,
     # so the deletion time comes after every add it ends.
     segment = _live(name).for_update().first()
@@ -100,7 +89,7 @@ def delete_segment(name: str) -> SegmentView:
 def change_percent(name: str, auto_percent: Decimal) -> SegmentView:
     """Set a new percentage; growing adds buckets [old, new), shrinking removes auto
     members at or above new. The view names the job (None if unchanged)."""
-    _hold_auto_segments_exclusive()
+    hold_auto_segments_exclusive()
     segment = _live(name).for_update().first()
     if segment is None:
         raise NotFound(f"segment {name} not found", segment=name)

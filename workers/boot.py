@@ -19,6 +19,7 @@ import dramatiq
 from models import outbox
 from models.db import init_db
 from models.logs import configure_logging
+from models.reads import prepare_hot_reads
 from models.settings import ConfigError, Settings, activate, load_settings
 from workers.actors import enqueue_job
 from workers.broker import build_broker, declare_actors, queue_prefix
@@ -36,6 +37,7 @@ def bootstrap(settings: Settings, broker: dramatiq.Broker | None = None) -> Runt
     to run under other settings, and boot back afterwards."""
     configure_logging(settings)
     init_db(settings)
+    prepare_hot_reads()
     broker = broker or build_broker(settings)
     declare_actors(broker, queue_prefix(broker, settings))
     dramatiq.set_broker(broker)
