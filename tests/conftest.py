@@ -111,9 +111,24 @@ def stub_broker() -> Iterator[StubBroker]:
     dramatiq.set_broker(STUB_BROKER)
 
 
+def empty_tables(cur: psycopg2.extensions.cursor) -> None:
+    """What ``TRUNCATE`` of TABLES with ``RESTART IDENTITY`` does, in one round trip and
+    about a tenth of the time on tables this small (TRUNCATE makes new files for every
+    table and index: 200-400 ms a test). Foreign keys are not checked while it runs
+    (session_replication_role), so the order of TABLES does not matter."""
+    cur.execute(
+        "DO $$ DECLARE seq text; BEGIN "
+        "SET LOCAL session_replication_role = replica; "
+        + "".join(f"DELETE FROM {table}; " for table in TABLES.split(", "))
+        + "FOR seq IN SELECT oid::regclass::text FROM pg_class WHERE relkind = 'S' "
+        "AND relname <> 'migratehistory_id_seq' LOOP "
+        "EXECUTE format('ALTER SEQUENCE %s RESTART', seq); END LOOP; END $$"
+    )
+
+
 @pytest.fixture
 def clean_db(sql) -> None:
-    sql.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    empty_tables(sql)
 
 
 @pytest.fixture
