@@ -56,7 +56,7 @@ lint: venv
 	$(PY) -m ruff format --check .
 
 migrate: venv
-	$(PY) -m scripts.devservices exec -- python -m models.migrate
+	$(PY) -m scripts.devservices exec -- python -m models.infra.migrate
 
 bench: venv
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -21,7 +21,7 @@ import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from bench.common import bench_dsn, progress
-from models.settings import load_settings
+from models.infra.settings import load_settings
 from scripts.procs import migrated_database
 from workers.boot import bootstrap
 from workers.broker import delete_queues

@@ -15,7 +15,7 @@ from litestar.exceptions import NotFoundException
 from psycopg2.pool import ThreadedConnectionPool
 
 from bench.common import READ_SQL
-from models.settings import load_settings
+from models.infra.settings import load_settings
 from web.__main__ import serve
 
 settings = load_settings()

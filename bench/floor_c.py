@@ -21,8 +21,8 @@ from granian.log import LogLevels
 from litestar import Litestar, get
 from litestar.exceptions import NotFoundException
 
+from models.infra.settings import load_settings
 from models.reads import STATEMENTS
-from models.settings import load_settings
 
 _READ = "read_user_segments(bigint)"
 _conn: list = []

@@ -64,7 +64,7 @@ class _Stream(io.RawIOBase):
 
 def ensure_database(dsn: str) -> None:
     """Create the database if missing, then apply the service's migrations to it."""
-    from models.db import db
+    from models.infra.db import db
     from scripts.procs import migrated_database
 
     progress(f"database {dsn_params(dsn).get('dbname', 'postgres')}: migrating")

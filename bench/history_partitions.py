@@ -21,10 +21,10 @@ from peewee_migrate import Router
 
 from bench.common import connect, dsn_params, progress
 from models import history
-from models.db import db, fetchall, init_db
-from models.migrate import MIGRATIONS_DIR, apply_migrations
+from models.infra.db import db, fetchall, init_db
+from models.infra.migrate import MIGRATIONS_DIR, apply_migrations
+from models.infra.settings import load_settings
 from models.partitions import add_months, month_of
-from models.settings import load_settings
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=segments_partitions_bench"
 USERS = 100_000

@@ -103,7 +103,7 @@ class Bench:
 
     def clear_queue(self) -> None:
         """Drop what earlier runs left in this namespace, on the broker BROKER_URL names."""
-        from models.settings import BrokerKind, load_settings
+        from models.infra.settings import BrokerKind, load_settings
         from workers.broker import build_broker, declare_actors, queue_prefix
 
         settings = load_settings(self.env)

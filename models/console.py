@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 from peewee import JOIN, fn
 
-from models.db import fetchall, read_only, unit_of_work
 from models.errors import NotFound
 from models.history import month_bounds
+from models.infra.db import fetchall, read_only, unit_of_work
 from models.memberships import LIVE_EXPR
 from models.tables import ConsoleSession, HistoryEvent, Job, JobState, Membership, Segment
 

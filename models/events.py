@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from models.db import db
+from models.infra.db import db
 from models.tables import Operation
 
 _TEMPLATE = """

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
-from models.db import fetchone
 from models.errors import Gone
+from models.infra.db import fetchone
+from models.infra.replica import replica_read
 from models.partitions import kept_from
-from models.replica import replica_read
 
 CSV_HEADER = "user_id;segment;operation;timestamp;reason\n"
 BATCH = 20_000

@@ -17,12 +17,12 @@ from enum import StrEnum
 import psycopg2
 
 from models import outbox, users
-from models.db import db
 from models.errors import NotFound
 from models.events import change_with_events
+from models.infra.db import db
+from models.infra.settings import active
 from models.job_batches import BatchResult
 from models.memberships import remove_ended
-from models.settings import active
 from models.tables import Job, JobKind, Operation, Reason
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from models.db import db
 from models.events import change_with_events
+from models.infra.db import db
 from models.memberships import remove_ended
 from models.tables import Job, Operation, Reason
 

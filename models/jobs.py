@@ -15,7 +15,7 @@ from typing import Any
 from peewee import SQL, Case, fn
 
 from models import imports, job_batches, outbox
-from models.db import read_only, unit_of_work
+from models.infra.db import read_only, unit_of_work
 from models.job_batches import BatchResult
 from models.tables import ImportStaging, Job, JobKind, JobState, Membership, User
 

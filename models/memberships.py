@@ -12,10 +12,10 @@ from typing import Any
 
 from peewee import SQL
 
-from models.db import db, reader, unit_of_work
 from models.errors import Invalid, NotFound
 from models.events import change_with_events
-from models.replica import replica_read
+from models.infra.db import db, reader, unit_of_work
+from models.infra.replica import replica_read
 from models.tables import Membership, Operation, Reason, Segment, User
 
 # A membership is live when its segment is live and it has not expired; reads filter on

@@ -13,7 +13,7 @@ import functools
 import logging
 from collections.abc import Callable
 
-from models.db import after_commit
+from models.infra.db import after_commit
 
 log = logging.getLogger("models.outbox")
 

@@ -26,7 +26,7 @@ from typing import TypeVar
 import peewee
 import psycopg2.errors
 
-from models.db import db, fetchall, unit_of_work
+from models.infra.db import db, fetchall, unit_of_work
 
 log = logging.getLogger("models.partitions")
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.db import DISCONNECTED, Pool, connection_lost, db, fetchall, fetchone, replica
+from models.infra.db import DISCONNECTED, Pool, connection_lost, db, fetchall, fetchone, replica
+from models.infra.replica import REPLICA_FAILED, replica_read, router
 from models.memberships import LIVE
-from models.replica import REPLICA_FAILED, replica_read, router
 
 _NAMES = f"""ARRAY(SELECT s.name FROM memberships m
                    JOIN segments s ON s.id = m.segment_id
@@ -64,7 +64,7 @@ user_segments.__doc__ = "The user's live segment names, sorted; ``None`` for an 
 def user_segments_in_loop(user_id: int) -> list[str] | None:
     """``user_segments`` for the event loop's thread, which serves it all the time: the
     thread keeps a pooled connection open between requests instead of a checkout and a
-    return per request, one to each side reads go to (models/replica.py). The pool holds
+    return per request, one to each side reads go to (models/infra/replica.py). The pool holds
     one connection spare for it (web/app.py)."""
     if router.reads_from() is replica:
         try:

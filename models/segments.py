@@ -11,10 +11,10 @@ from peewee import JOIN, fn
 
 from models import jobs
 from models.buckets import new_salt, threshold
-from models.db import fetchone, reader, unit_of_work
 from models.errors import Conflict, NotFound
+from models.infra.db import fetchone, reader, unit_of_work
+from models.infra.replica import replica_read
 from models.memberships import LIVE_EXPR
-from models.replica import replica_read
 from models.tables import JobKind, Membership, Reason, Segment
 from models.users import hold_auto_segments_exclusive
 

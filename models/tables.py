@@ -13,7 +13,7 @@ from enum import StrEnum
 import peewee as pw
 from playhouse.postgres_ext import ArrayField, BinaryJSONField
 
-from models.db import BaseModel
+from models.infra.db import BaseModel
 
 
 class Source(StrEnum):

@@ -8,10 +8,10 @@ change: no assignment job misses a user created as it starts.
 
 from __future__ import annotations
 
-from models.db import db, reader, unit_of_work
 from models.errors import Conflict
 from models.events import change_with_events
-from models.replica import replica_read
+from models.infra.db import db, reader, unit_of_work
+from models.infra.replica import replica_read
 from models.tables import Operation, Reason, User
 
 # Serialises auto segment creation / percent changes (exclusive) against user creation

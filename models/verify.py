@@ -23,9 +23,9 @@ import json
 import sys
 from datetime import UTC, date, datetime
 
-from models.db import fetchall, fetchone, init_db, unit_of_work
+from models.infra.db import fetchall, fetchone, init_db, unit_of_work
+from models.infra.settings import ConfigError, load_settings
 from models.partitions import kept_from, month_start
-from models.settings import ConfigError, load_settings
 
 SAMPLE = 10
 # The events the checks read: those retention keeps (every one when it keeps all).

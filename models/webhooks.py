@@ -23,8 +23,8 @@ from datetime import datetime
 
 from peewee import SQL, fn
 
-from models.db import db, read_only, unit_of_work
 from models.errors import NotFound
+from models.infra.db import db, read_only, unit_of_work
 from models.tables import Webhook
 
 BATCH = 1000  # events per delivery at most

@@ -58,7 +58,7 @@ from psycopg2.extensions import parse_dsn
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from models.settings import BROKER_SCHEMES, BrokerKind
+from models.infra.settings import BROKER_SCHEMES, BrokerKind
 from scripts.procs import PROCFILE, ROOT, procfile_entries, redis_server_binary, with_venv_path
 
 DATA_DIR = ROOT / ".data"

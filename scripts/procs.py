@@ -138,9 +138,9 @@ def migrated_database(dsn: str, *, fresh: bool = False) -> None:
         if cur.fetchone() is None:
             cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     admin.close()
-    from models.db import init_db
-    from models.migrate import apply_migrations
-    from models.settings import load_settings
+    from models.infra.db import init_db
+    from models.infra.migrate import apply_migrations
+    from models.infra.settings import load_settings
 
     init_db(load_settings({**os.environ, "DATABASE_DSN": dsn}))
     apply_migrations()

@@ -40,7 +40,7 @@ def _admin(server_dsn: str, *statements: str) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     server_dsn = config.stash.get(SERVER_DSN, None)
     if server_dsn:
-        from models.db import db
+        from models.infra.db import db
 
         db.close_all()
         _admin(server_dsn, f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
@@ -88,7 +88,7 @@ def scratch_dsn(server_sql) -> Iterator[str]:
     server_sql.execute(f'CREATE DATABASE "{name}"')
     params = psycopg2.extensions.parse_dsn(os.environ["DATABASE_DSN"])
     yield psycopg2.extensions.make_dsn(**{**params, "dbname": name})
-    from models.settings import load_settings
+    from models.infra.settings import load_settings
     from workers.boot import bootstrap
 
     bootstrap(load_settings(), STUB_BROKER)
@@ -137,7 +137,7 @@ def app_with():
     process boots back to the test settings afterwards."""
     import dataclasses
 
-    from models.settings import load_settings
+    from models.infra.settings import load_settings
     from web.app import create_app
     from workers.boot import bootstrap
 
@@ -168,7 +168,7 @@ def streaming_pair(tmp_path_factory: pytest.TempPathFactory):
         dsn = pair.create_database(TEST_DB)
         # In a process of its own: migrating here would re-boot this one's pool.
         subprocess.run(
-            [sys.executable, "-m", "models.migrate"],
+            [sys.executable, "-m", "models.infra.migrate"],
             env={**os.environ, "DATABASE_DSN": dsn},
             check=True,
             capture_output=True,

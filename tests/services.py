@@ -50,7 +50,7 @@ def start(config: pytest.Config) -> None:
     os.environ.setdefault("BATCH_SIZE", "1000")
     os.environ["SEGMENTS_TEST_READY"] = "1"
 
-    from models.settings import load_settings
+    from models.infra.settings import load_settings
     from scripts.procs import migrated_database
     from workers.boot import bootstrap
 

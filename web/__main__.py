@@ -19,7 +19,7 @@ from granian.constants import HTTPModes, Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
 
-from models.settings import ConfigError, load_settings
+from models.infra.settings import ConfigError, load_settings
 
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -10,9 +10,9 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
-from models.db import close_pools
-from models.replica import start_monitor, stop_monitor
-from models.settings import Settings, load_settings
+from models.infra.db import close_pools
+from models.infra.replica import start_monitor, stop_monitor
+from models.infra.settings import Settings, load_settings
 from web import console, docs, middleware
 from web.auth import token_guard
 from web.errors import EXCEPTION_HANDLERS
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
         guards=[token_guard(settings.api_token, sessions.opens_docs)] if settings.api_token else [],
         request_max_body_size=MAX_BODY,
         exception_handlers={**EXCEPTION_HANDLERS, **middleware.EXCEPTION_HANDLERS},
-        logging_config=None,  # models.logs configures logging for every process
+        logging_config=None,  # models.infra.logs configures logging for every process
         before_request=check_request,
         on_startup=[size_thread_pool, start_replica_monitor],
         on_shutdown=[stop_monitor, close_pools, forget_process],

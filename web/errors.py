@@ -10,8 +10,8 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from playhouse.pool import MaxConnectionsExceeded
 
-from models.db import db
 from models.errors import Conflict, DomainError, Gone, Invalid, NotFound
+from models.infra.db import db
 
 log = logging.getLogger("web.errors")
 

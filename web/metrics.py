@@ -24,10 +24,10 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 
 from models import jobs
-from models.replica import ReplicaStatus, Side
+from models.infra.replica import ReplicaStatus, Side
 from web.methods import get_and_head
 
-# Set by each process's replica lag check (models/replica.py); a scrape sums the files
+# Set by each process's replica lag check (models/infra/replica.py); a scrape sums the files
 # of the live processes as each gauge's mode says.
 REPLICA_LAG = Gauge(
     "segments_replica_lag_seconds",

@@ -20,8 +20,8 @@ from litestar import MediaType, Request, Response
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Histogram
 
-from models.db import begin_request, end_request
-from models.logs import request_id
+from models.infra.db import begin_request, end_request
+from models.infra.logs import request_id
 
 access_log = logging.getLogger("web.access")
 log = logging.getLogger("web.middleware")

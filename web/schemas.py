@@ -10,7 +10,7 @@ from typing import Annotated
 import msgspec
 from litestar.openapi import ResponseSpec
 
-from models.settings import BrokerKind
+from models.infra.settings import BrokerKind
 
 MAX_USER_ID = 2**63 - 1
 # (?!\n): Python's $ also matches before a final newline; "ABC\n" is not a name.

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from models import jobs, memberships, partitions, webhooks
 from models.chunking import ChunkSizer
-from models.settings import active
+from models.infra.settings import active
 from workers.delivery import DeliveryError, post_batch
 
 log = logging.getLogger("workers.actors")

@@ -6,7 +6,7 @@ nothing; each process calls ``bootstrap`` once at start:
 - web: ``web.app.create_app`` (uvicorn's factory),
 - worker: ``dramatiq workers.boot:boot_worker`` (Dramatiq calls it in each process),
 - scheduler: ``workers.scheduler.main``,
-- command-line tools (``models.migrate``, ``models.verify``, bench) boot what they use.
+- command-line tools (``models.infra.migrate``, ``models.verify``, bench) boot what they use.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import dramatiq
 
 from models import outbox
-from models.db import init_db
-from models.logs import configure_logging
+from models.infra.db import init_db
+from models.infra.logs import configure_logging
+from models.infra.settings import ConfigError, Settings, activate, load_settings
 from models.reads import prepare_hot_reads
-from models.settings import ConfigError, Settings, activate, load_settings
 from workers.actors import enqueue_job
 from workers.broker import build_broker, declare_actors, queue_prefix
 

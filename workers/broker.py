@@ -14,7 +14,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import dq_name, xq_name
 
-from models.settings import BrokerKind, Settings
+from models.infra.settings import BrokerKind, Settings
 from workers.actors import ACTORS
 
 # pika's connection parameters, unless BROKER_URL's query sets them. Short connect

@@ -143,7 +143,7 @@ def expired_rows(b, name: str, k: int) -> int:
 
 
 def sweep(b, seg: int, k: int) -> dict:
-    from models.settings import load_settings
+    from models.infra.settings import load_settings
     from workers.actors import send
     from workers.boot import bootstrap
 

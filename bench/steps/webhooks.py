@@ -12,7 +12,7 @@ from scripts.receiver import Receiver
 
 def _dispatcher(b, stop: threading.Event) -> None:
     """What the scheduler does every WEBHOOK_INTERVAL (no scheduler runs in the bench)."""
-    from models.settings import load_settings
+    from models.infra.settings import load_settings
     from workers.actors import send
     from workers.boot import bootstrap
 

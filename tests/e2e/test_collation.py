@@ -31,7 +31,7 @@ def icu_dsn(server_sql):
     dsn = psycopg2.extensions.make_dsn(**{**params, "dbname": name})
     migrated_database(dsn)
     yield dsn
-    from models.settings import load_settings
+    from models.infra.settings import load_settings
 
     # migrated_database pointed this process's pool at the ICU database: point it back.
     from tests.conftest import STUB_BROKER

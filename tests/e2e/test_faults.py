@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from models.db import db
+from models.infra.db import db
 from models.verify import verify
 from tests.conftest import TEST_DB
 

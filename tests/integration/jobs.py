@@ -13,8 +13,8 @@ from dramatiq import Message
 from dramatiq.brokers.stub import StubBroker
 
 from models import jobs, outbox
-from models.db import db
-from models.settings import activate, active
+from models.infra.db import db
+from models.infra.settings import activate, active
 from models.tables import Job
 
 

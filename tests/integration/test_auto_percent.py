@@ -17,7 +17,7 @@ import psycopg2
 
 from models import jobs
 from models.buckets import bucket
-from models.db import db
+from models.infra.db import db
 from models.memberships import expire_memberships
 from models.segments import delete_segment
 from models.users import create_user

@@ -1,13 +1,13 @@
 """A connection the server dropped (a restart, a failover, ``pg_terminate_backend``) is
 found out on its first use. A read then runs once more on a new connection; a statement
-that fails on a live connection, and a write, are never run twice (models/db.py)."""
+that fails on a live connection, and a write, are never run twice (models/infra/db.py)."""
 
 from __future__ import annotations
 
 import peewee
 import pytest
 
-from models.db import db, read_on, unit_of_work
+from models.infra.db import db, read_on, unit_of_work
 
 
 def terminate_app_connections(sql) -> None:

@@ -10,9 +10,9 @@ import psycopg2
 import pytest
 from peewee_migrate import Router
 
-from models.db import db, init_db
-from models.migrate import MIGRATIONS_DIR, apply_migrations
-from models.settings import load_settings
+from models.infra.db import db, init_db
+from models.infra.migrate import MIGRATIONS_DIR, apply_migrations
+from models.infra.settings import load_settings
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from models import jobs, outbox, segments
-from models.db import db, unit_of_work
+from models.infra.db import db, unit_of_work
 from models.tables import Job
 from tests.integration.jobs import run_job, sent_jobs
 from workers.actors import enqueue_job

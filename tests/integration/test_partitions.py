@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import TestClient
 
 from models import history, partitions, webhooks
-from models.db import db, fetchall
+from models.infra.db import db, fetchall
 from models.partitions import add_months, month_of, partition_name
 from models.verify import verify
 from tests.integration.jobs import drain

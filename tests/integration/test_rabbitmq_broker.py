@@ -11,7 +11,7 @@ import pika.exceptions
 import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from models.settings import active
+from models.infra.settings import active
 from tests import services
 from tests.conftest import STUB_BROKER
 from tests.e2e.brokers import RABBITMQ_URL, rabbitmq_missing

@@ -13,9 +13,9 @@ import psycopg2
 import pytest
 
 from models import memberships, reads, segments, users
-from models.db import begin_request, db, replica
-from models.replica import LagMonitor, Side, router
-from models.settings import load_settings
+from models.infra.db import begin_request, db, replica
+from models.infra.replica import LagMonitor, Side, router
+from models.infra.settings import load_settings
 from tests.conftest import STUB_BROKER, TEST_DB
 from workers.boot import bootstrap
 

@@ -9,7 +9,7 @@ import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 
-from models.settings import BrokerKind, ConfigError, load_settings
+from models.infra.settings import BrokerKind, ConfigError, load_settings
 from workers.broker import build_broker, declare_actors, queue_prefix, rabbitmq_url
 
 AMQP = "amqp://guest:s3cret@rabbit.example:5672/%2F"

@@ -14,7 +14,7 @@ import pytest
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 
-from models.settings import load_settings
+from models.infra.settings import load_settings
 from workers.actors import enqueue_job
 from workers.broker import build_broker, declare_actors
 

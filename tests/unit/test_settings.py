@@ -1,6 +1,6 @@
 import pytest
 
-from models.settings import ConfigError, load_settings, parse_server_host
+from models.infra.settings import ConfigError, load_settings, parse_server_host
 
 
 def test_defaults():

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from models.settings import ConfigError, load_settings
+from models.infra.settings import ConfigError, load_settings
 
 
 def test_web_processes_and_pool_follow_the_cpu_count():

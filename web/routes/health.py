@@ -13,9 +13,9 @@ import math
 from litestar import Response
 from litestar.openapi import ResponseSpec
 
-from models.db import db, fetchone
-from models.replica import router
-from models.settings import BrokerKind, active
+from models.infra.db import db, fetchone
+from models.infra.replica import router
+from models.infra.settings import BrokerKind, active
 from web.auth import PUBLIC
 from web.methods import get_and_head
 from web.schemas import Readiness, ReplicaReadiness

@@ -9,7 +9,7 @@ from litestar.response import Stream
 
 from models import history, users
 from models.errors import NotFound
-from models.settings import active
+from models.infra.settings import active
 from web.methods import get_and_head
 from web.routes import params
 from web.schemas import HISTORY_ERRORS

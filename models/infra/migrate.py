@@ -1,4 +1,4 @@
-"""Apply pending migrations: ``python -m models.migrate`` (the Procfile's release step)."""
+"""Apply pending migrations: ``python -m models.infra.migrate`` (the Procfile's release step)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 from peewee_migrate import Router
 
-from models.db import db, init_db
-from models.settings import ConfigError, load_settings
+from models.infra.db import db, init_db
+from models.infra.settings import ConfigError, load_settings
 
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+MIGRATIONS_DIR = Path(__file__).parent.parent / "migrations"  # models/migrations
 # Any constant works; it only has to be the same for every release process.
 MIGRATION_LOCK = 7_301_985_551
 

@@ -18,7 +18,7 @@ import peewee
 import psycopg2.errors
 from playhouse.pool import PooledPostgresqlDatabase
 
-from models.settings import Settings
+from models.infra.settings import Settings
 
 
 class Pool(PooledPostgresqlDatabase):
@@ -61,12 +61,12 @@ class Pool(PooledPostgresqlDatabase):
 # autoconnect=False: a query run without a borrowed connection is a bug, and should fail
 # loudly instead of silently pinning a pooled connection to a thread forever.
 db = Pool(None, autoconnect=False, autorollback=False)
-# The streaming replica (DATABASE_REPLICA_DSN), for the reads models/replica.py routes to
+# The streaming replica (DATABASE_REPLICA_DSN), for the reads models/infra/replica.py routes to
 # it; left uninitialised without one.
 replica = Pool(None, autoconnect=False, autorollback=False)
 
 # The database the current unit of work reads from: the replica inside a read routed
-# there (models/replica.py), else the primary.
+# there (models/infra/replica.py), else the primary.
 _reading: ContextVar[Pool] = ContextVar("reading", default=db)
 
 

@@ -23,10 +23,10 @@ from typing import ParamSpec, TypeVar
 import peewee
 import psycopg2
 
-from models.db import Pool, db, read_on, reading_from, replica, wrote_here
-from models.settings import Settings
+from models.infra.db import Pool, db, read_on, reading_from, replica, wrote_here
+from models.infra.settings import Settings
 
-log = logging.getLogger("models.replica")
+log = logging.getLogger("models.infra.replica")
 P = ParamSpec("P")
 R = TypeVar("R")
 

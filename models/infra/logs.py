@@ -12,7 +12,7 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from models.settings import Settings
+from models.infra.settings import Settings
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
