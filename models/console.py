@@ -13,7 +13,6 @@ from peewee import JOIN, fn
 from models.errors import NotFound
 from models.history import month_bounds
 from models.infra.db import fetchall, read_only, unit_of_work
-from models.memberships import LIVE_EXPR
 from models.tables import ConsoleSession, HistoryEvent, Job, JobState, Membership, Segment
 
 TIMELINE_LIMIT = 1000  # events shown on a page; the CSV has them all
@@ -76,7 +75,7 @@ def user_timeline(user_id: int, year: int, month: int) -> list[TimelineEvent]:
 @read_only
 def segment_member_page(name: str, after: int, limit: int) -> list[Member]:
     """A page of the live segment's live members with their details, by user id."""
-    segment = Segment.get_or_none(Segment.name == name, Segment.deleted_at.is_null())
+    segment = Segment.get_or_none(Segment.name == name, Segment.is_live())
     if segment is None:
         raise NotFound(f"segment {name} not found", segment=name)
     query = (
@@ -84,7 +83,7 @@ def segment_member_page(name: str, after: int, limit: int) -> list[Member]:
             Membership.user, Membership.source, Membership.added_at, Membership.expires_at
         )
         .join(Segment)
-        .where(Membership.segment == segment.id, LIVE_EXPR, Membership.user > after)
+        .where(Membership.segment == segment.id, Membership.is_live(), Membership.user > after)
         .order_by(Membership.user)
         .limit(limit)
     )
@@ -97,7 +96,7 @@ def member_series(name: str, members_now: int, now: datetime | None = None) -> l
     SERIES_POINTS steps. Counted backwards from today's count, so history already
     dropped by retention does not skew it: members at t = now - net changes after t."""
     now = now or datetime.now(UTC)
-    segment = Segment.get_or_none(Segment.name == name, Segment.deleted_at.is_null())
+    segment = Segment.get_or_none(Segment.name == name, Segment.is_live())
     if segment is None:
         raise NotFound(f"segment {name} not found", segment=name)
     start = max(segment.created_at, now - timedelta(days=30))
@@ -164,7 +163,7 @@ def recent_jobs(state: JobState, limit: int) -> list[JobView]:
 @read_only
 def segment_jobs(name: str, limit: int = 5) -> list[JobView]:
     """The live segment's latest jobs, newest first."""
-    query = _jobs().where(Segment.name == name, Segment.deleted_at.is_null())
+    query = _jobs().where(Segment.name == name, Segment.is_live())
     return _job_views(query.order_by(Job.id.desc()).limit(limit))
 
 

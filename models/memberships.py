@@ -10,20 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from peewee import SQL
-
 from models.errors import Invalid, NotFound
 from models.events import change_with_events
 from models.infra.db import db, reader, unit_of_work
 from models.infra.replica import replica_read
 from models.tables import Membership, Operation, Reason, Segment, User
-
-# A membership is live when its segment is live and it has not expired; reads filter on
-# this, so an expired membership disappears at once, swept or not.
-LIVE = "s.deleted_at IS NULL AND (m.expires_at IS NULL OR m.expires_at > now())"
-LIVE_EXPR = Segment.deleted_at.is_null() & (
-    Membership.expires_at.is_null() | (Membership.expires_at > SQL("now()"))
-)
 
 # The one rule for a membership removed by the system rather than by a person: it ended
 # at whichever came first, its expiry or its segment's deletion. ``doomed`` (a CTE the
@@ -98,7 +89,7 @@ def user_memberships(user_id: int) -> list[MembershipView] | None:
             Segment.name, Membership.source, Membership.added_at, Membership.expires_at
         )
         .join(Segment)
-        .where(Membership.user == user_id, LIVE_EXPR)
+        .where(Membership.user == user_id, Membership.is_live())
         .order_by(Segment.name)
         .bind(reader())
     )

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from models.infra.db import DISCONNECTED, Pool, connection_lost, db, fetchall, fetchone, replica
 from models.infra.replica import REPLICA_FAILED, replica_read, router
-from models.memberships import LIVE
+from models.tables import Membership
 
 _NAMES = f"""ARRAY(SELECT s.name FROM memberships m
                    JOIN segments s ON s.id = m.segment_id
-                   WHERE m.user_id = u.id AND {LIVE}
+                   WHERE m.user_id = u.id AND {Membership.LIVE_SQL}
                    ORDER BY s.name COLLATE "C")"""
 
 LOOP_STATEMENT_TIMEOUT_MS = 2000
@@ -33,7 +33,7 @@ STATEMENTS = {
         FROM users u
         LEFT JOIN (SELECT m.user_id, array_agg(s.name ORDER BY s.name COLLATE "C") AS names
                    FROM memberships m JOIN segments s ON s.id = m.segment_id
-                   WHERE m.user_id = ANY($1) AND {LIVE}
+                   WHERE m.user_id = ANY($1) AND {Membership.LIVE_SQL}
                    GROUP BY m.user_id) g ON g.user_id = u.id
         WHERE u.id = ANY($1) ORDER BY u.id""",
 }

@@ -14,7 +14,6 @@ from models.buckets import new_salt, threshold
 from models.errors import Conflict, NotFound
 from models.infra.db import fetchone, reader, unit_of_work
 from models.infra.replica import replica_read
-from models.memberships import LIVE_EXPR
 from models.tables import JobKind, Membership, Reason, Segment
 from models.users import hold_auto_segments_exclusive
 
@@ -41,7 +40,7 @@ def _view(segment: Segment, job_id: int | None = None) -> SegmentView:
 
 
 def _live(name: str):
-    return Segment.select().where(Segment.name == name, Segment.deleted_at.is_null())
+    return Segment.select().where(Segment.name == name, Segment.is_live())
 
 
 @unit_of_work
@@ -53,7 +52,7 @@ def create_segment(name: str, auto_percent: Decimal) -> SegmentView:
         Segment.insert(name=name, salt=new_salt(), auto_percent=auto_percent)
         .on_conflict(
             conflict_target=[Segment.name],
-            conflict_where=Segment.deleted_at.is_null(),
+            conflict_where=Segment.is_live(),
             action="IGNORE",
         )
         .returning(Segment)
@@ -106,7 +105,7 @@ def change_percent(name: str, auto_percent: Decimal) -> SegmentView:
 
 
 def _live_members_count():
-    return fn.COUNT(Membership.user).filter(LIVE_EXPR).alias("members")
+    return fn.COUNT(Membership.user).filter(Membership.is_live()).alias("members")
 
 
 @replica_read
@@ -115,7 +114,7 @@ def list_segments() -> list[SegmentView]:
         Segment.select(Segment.name, Segment.auto_percent, Segment.created_at)
         .select_extend(_live_members_count())
         .join(Membership, JOIN.LEFT_OUTER, on=(Membership.segment == Segment.id))
-        .where(Segment.deleted_at.is_null())
+        .where(Segment.is_live())
         .group_by(Segment.id)
         .order_by(Segment.name)
         .bind(reader())
@@ -146,7 +145,7 @@ def segment_members(name: str, after: int, limit: int) -> list[int]:
     query = (
         Membership.select(Membership.user)
         .join(Segment)
-        .where(Segment.name == name, LIVE_EXPR, Membership.user > after)
+        .where(Segment.name == name, Membership.is_live(), Membership.user > after)
         .order_by(Membership.user)
         .limit(limit)
         .bind(reader())
@@ -170,7 +169,7 @@ def _members_csv_batch(segment_id: int, after: int) -> tuple[str, int, int | Non
                       || ';' || coalesce({_STAMP.format("m.expires_at")}, '') || E'\\n' AS line
                FROM memberships m
                WHERE m.segment_id = %(segment)s AND m.user_id > %(after)s
-                 AND (m.expires_at IS NULL OR m.expires_at > now())
+                 AND {Membership.UNEXPIRED_SQL}
                ORDER BY m.user_id LIMIT %(limit)s
            )
            SELECT coalesce(string_agg(line, '' ORDER BY user_id), ''), count(*), max(user_id)

@@ -73,6 +73,11 @@ class Segment(BaseModel):
     class Meta:
         table_name = "segments"
 
+    @classmethod
+    def is_live(cls) -> pw.Expression:
+        """A segment is live until it is deleted (the one spelling of the rule)."""
+        return cls.deleted_at.is_null()
+
 
 class Membership(BaseModel):
     user = pw.ForeignKeyField(User, column_name="user_id")
@@ -84,6 +89,21 @@ class Membership(BaseModel):
     class Meta:
         table_name = "memberships"
         primary_key = pw.CompositeKey("user", "segment")
+
+    # A membership is live while it has not expired and its segment is live; reads
+    # filter on this, so an expired membership disappears at once, swept or not. As SQL
+    # over the aliases m (memberships) and s (segments), for the prepared hot reads:
+    UNEXPIRED_SQL = "(m.expires_at IS NULL OR m.expires_at > now())"
+    LIVE_SQL = "s.deleted_at IS NULL AND " + UNEXPIRED_SQL
+
+    @classmethod
+    def is_unexpired(cls) -> pw.Expression:
+        return cls.expires_at.is_null() | (cls.expires_at > pw.SQL("now()"))
+
+    @classmethod
+    def is_live(cls) -> pw.Expression:
+        """The rule as a Peewee expression; the query must join Segment."""
+        return Segment.is_live() & cls.is_unexpired()
 
 
 class OptOut(BaseModel):
