@@ -24,7 +24,7 @@ import psycopg2.extensions
 import psycopg2.sql
 
 from bench.common import RUN_PREFIX, bench_dsn, connect, dbname, dsn_params, progress
-from models import partitions
+from models import months, partitions
 
 SEGMENTS = 100
 SEED = 20261126
@@ -257,7 +257,7 @@ def ensure_probe_month(dsn: str) -> dict[str, str]:
         meta = read_meta(cur)
         if "probe_month" not in meta:
             year, month = (int(x) for x in meta["month"].split("-"))
-            probe = partitions.add_months(date(year, month, 1), -PROBE_MONTHS_BACK)
+            probe = months.add_months(date(year, month, 1), -PROBE_MONTHS_BACK)
             start = f"{probe:%Y-%m}-01 UTC"
             probe_users = min(PROBE_USERS, int(meta["users"]))
             progress(f"probe month {probe:%Y-%m}: {2 * probe_users:,} events")

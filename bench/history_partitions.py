@@ -24,7 +24,7 @@ from models import history
 from models.infra.db import db, fetchall, init_db
 from models.infra.migrate import MIGRATIONS_DIR, apply_migrations
 from models.infra.settings import load_settings
-from models.partitions import add_months, month_of
+from models.months import add_months, month_bounds, month_of
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=segments_partitions_bench"
 USERS = 100_000
@@ -76,7 +76,7 @@ def main() -> None:
     took = time.monotonic() - started
     progress(f"{', '.join(applied)}: {args.events:,} events in {took:.1f}s")
     previous = add_months(this_month, -1)
-    start, end = history.month_bounds(previous.year, previous.month)
+    start, end = month_bounds(previous.year, previous.month)
     with db.connection_context():
         plan = fetchall(
             f"EXPLAIN (ANALYZE, BUFFERS) {history.BATCH_SQL}",

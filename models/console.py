@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from peewee import JOIN, fn
 
 from models.errors import NotFound
-from models.history import month_bounds
 from models.infra.db import fetchall, read_only, unit_of_work
+from models.months import month_bounds
 from models.tables import ConsoleSession, HistoryEvent, Job, JobState, Membership, Segment
 
 TIMELINE_LIMIT = 1000  # events shown on a page; the CSV has them all

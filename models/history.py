@@ -5,11 +5,12 @@ so the planner reads that month's partition alone (docs/partitions.md)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from models.errors import Gone
 from models.infra.db import fetchone
 from models.infra.replica import replica_read
+from models.months import month_bounds
 from models.partitions import kept_from
 
 CSV_HEADER = "user_id;segment;operation;timestamp;reason\n"
@@ -22,15 +23,6 @@ SEGMENT_CELL = (
     "CASE WHEN left(s.name, 1) IN ('=', '+', '-', '@', chr(9), chr(13))"
     " THEN '''' || s.name ELSE s.name END"
 )
-
-
-def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
-    """The half-open UTC interval [first day 00:00, first day of next month 00:00)."""
-    start = datetime(year, month, 1, tzinfo=UTC)
-    if (year, month) == (9999, 12):  # the next month is past what datetime can hold
-        return start, datetime.max.replace(tzinfo=UTC)
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-    return start, end
 
 
 def check_kept(year: int, month: int, retention_months: int | None, today: date) -> None:

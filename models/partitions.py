@@ -20,13 +20,14 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import TypeVar
 
 import peewee
 import psycopg2.errors
 
 from models.infra.db import db, fetchall, unit_of_work
+from models.months import add_months, month_of, month_start
 
 log = logging.getLogger("models.partitions")
 
@@ -43,15 +44,6 @@ LOCK_TIMEOUT = "2s"
 COLUMNS = "id, user_id, segment_id, operation, reason, at, txid"
 
 
-def add_months(month: date, n: int) -> date:
-    index = month.year * 12 + month.month - 1 + n
-    return date(index // 12, index % 12 + 1, 1)
-
-
-def month_of(day: date) -> date:
-    return date(day.year, day.month, 1)
-
-
 def kept_from(today: date, retention_months: int | None) -> date | None:
     """The first month retention keeps (None: all). The current month and the
     ``retention_months`` before it are kept, so an event is kept at least that long."""
@@ -62,11 +54,6 @@ def kept_from(today: date, retention_months: int | None) -> date | None:
 
 def partition_name(month: date) -> str:
     return f"history_{month.year:04d}_{month.month:02d}"
-
-
-def month_start(month: date) -> datetime:
-    """The first instant of ``month``, UTC."""
-    return datetime(month.year, month.month, 1, tzinfo=UTC)
 
 
 @dataclass

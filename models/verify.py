@@ -25,7 +25,8 @@ from datetime import UTC, date, datetime
 
 from models.infra.db import fetchall, fetchone, init_db, unit_of_work
 from models.infra.settings import ConfigError, load_settings
-from models.partitions import kept_from, month_start
+from models.months import month_start
+from models.partitions import kept_from
 
 SAMPLE = 10
 # The events the checks read: those retention keeps (every one when it keeps all).

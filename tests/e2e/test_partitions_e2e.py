@@ -9,7 +9,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from models.partitions import add_months, month_of, partition_name
+from models.months import add_months, month_of
+from models.partitions import partition_name
 from scripts.procs import migrated_database
 from tests.e2e.conftest import Stack, wait_for
 

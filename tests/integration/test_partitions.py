@@ -13,7 +13,8 @@ from litestar.testing import TestClient
 
 from models import history, partitions, webhooks
 from models.infra.db import db, fetchall
-from models.partitions import add_months, month_of, partition_name
+from models.months import add_months, month_bounds, month_of
+from models.partitions import partition_name
 from models.verify import verify
 from tests.integration.jobs import drain
 from workers.actors import maintain_history
@@ -124,7 +125,7 @@ def test_the_scheduler_tick_makes_a_missing_month_through_a_worker(keep_partitio
 
 
 def test_a_months_report_reads_its_partition_only(client, keep_partitions):
-    start, end = history.month_bounds(CURRENT.year, CURRENT.month)
+    start, end = month_bounds(CURRENT.year, CURRENT.month)
     with db.connection_context():
         plan = "\n".join(
             r[0]

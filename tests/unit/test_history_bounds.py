@@ -1,6 +1,6 @@
 from datetime import UTC, datetime
 
-from models.history import month_bounds
+from models.months import month_bounds
 
 
 def test_month_is_half_open_utc_interval():

@@ -4,7 +4,8 @@ import pytest
 
 from models.errors import Gone
 from models.history import check_kept
-from models.partitions import add_months, kept_from, partition_name
+from models.months import add_months
+from models.partitions import kept_from, partition_name
 
 
 def test_months_add_across_years():

@@ -15,6 +15,7 @@ from litestar.response import Redirect, Stream, Template
 
 from models import console, memberships, segments
 from models.errors import Invalid, NotFound
+from models.months import add_months
 from models.tables import JobState
 from web.console.format import members_chart, progress_label
 from web.methods import get_and_head
@@ -53,9 +54,8 @@ def _month(raw: str | None) -> tuple[int, int]:
 
 
 def _neighbours(year: int, month: int) -> tuple[str, str]:
-    before = (year, month - 1) if month > 1 else (year - 1, 12)
-    after = (year, month + 1) if month < 12 else (year + 1, 1)
-    return f"{before[0]:04d}-{before[1]:02d}", f"{after[0]:04d}-{after[1]:02d}"
+    this = date(year, month, 1)
+    return f"{add_months(this, -1):%Y-%m}", f"{add_months(this, 1):%Y-%m}"
 
 
 @get_and_head("/", sync_to_thread=True)
