@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
@@ -22,7 +21,7 @@ from models.events import change_with_events
 from models.infra.db import db
 from models.infra.settings import active
 from models.job_batches import BatchResult
-from models.memberships import remove_ended
+from models.memberships import clear_opt_outs, opt_out, remove_ended
 from models.tables import Job, JobKind, Operation, Reason
 
 
@@ -78,10 +77,9 @@ class Upload:
         row = self.cur.fetchone()
         if row is None:
             raise NotFound(f"segment {self.segment} not found", segment=self.segment)
+        # StrEnum members are str: the options are written as their values.
         self.cur.execute(
-            "INSERT INTO jobs (kind, segment_id, params) VALUES (%s, %s, %s) RETURNING id",
-            # StrEnum members are str: they are written as their values.
-            (JobKind.IMPORT.value, row[0], json.dumps(asdict(self.options))),
+            outbox.INSERT_JOB, outbox.job_row(JobKind.IMPORT, row[0], asdict(self.options))
         )
         self.job_id = self.cur.fetchone()[0]
 
@@ -176,10 +174,7 @@ def _add(segment_id: int, users: list[int], active_time: int | None) -> int:
         {"segment": segment_id, "users": users, "ttl": active_time, "reason": Reason.IMPORT.value},
         Operation.ADD,
     )
-    db.execute_sql(
-        "DELETE FROM segment_opt_outs WHERE segment_id = %s AND user_id = ANY(%s)",
-        (segment_id, users),
-    )
+    clear_opt_outs([segment_id], users)
     return rows[0][0]
 
 
@@ -200,11 +195,7 @@ def _remove(segment_id: int, users: list[int], sources: tuple[str, ...]) -> int:
         },
         Operation.REMOVE,
     )
-    db.execute_sql(
-        "INSERT INTO segment_opt_outs (segment_id, user_id) "
-        "SELECT %s, unnest(%s::bigint[]) ORDER BY 2 ON CONFLICT DO NOTHING",
-        (segment_id, users),
-    )
+    opt_out([segment_id], users)
     return rows[0][0]
 
 

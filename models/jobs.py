@@ -15,7 +15,7 @@ from typing import Any
 from peewee import SQL, Case, fn
 
 from models import imports, job_batches, outbox
-from models.infra.db import read_only, unit_of_work
+from models.infra.db import db, read_only, unit_of_work
 from models.job_batches import BatchResult
 from models.tables import ImportStaging, Job, JobKind, JobState, Membership, User
 
@@ -59,7 +59,9 @@ def _lease(seconds: float):
 def create_job(kind: JobKind, segment_id: int, params: dict[str, Any]) -> int:
     """Record a job; call inside the transaction of the change that needs it. Its message
     is sent once that transaction commits (models/outbox.py): callers send nothing."""
-    job_id = Job.insert(kind=kind.value, segment=segment_id, params=params).execute()
+    (job_id,) = db.execute_sql(
+        outbox.INSERT_JOB, outbox.job_row(kind, segment_id, params)
+    ).fetchone()
     outbox.job_recorded(job_id)
     return job_id
 

@@ -38,9 +38,22 @@ _LOCK_SEGMENTS = """SELECT name, id FROM segments WHERE deleted_at IS NULL AND n
                     ORDER BY id FOR SHARE"""
 _SET_EXPIRY = """UPDATE memberships SET expires_at = clock_timestamp() + make_interval(secs => %s)
                  WHERE user_id = %s AND segment_id = ANY(%s)"""
-_CLEAR_OPT_OUTS = "DELETE FROM segment_opt_outs WHERE user_id = %s AND segment_id = ANY(%s)"
+# The opt-out rule: a person who removes users from segments opts each pair out of auto
+# assignment (job_batches skips them); a person who adds them again clears it. Every
+# pair of the two lists (one of them has one element), in (segment, user) order: one
+# lock order on the table's primary key.
 _OPT_OUT = """INSERT INTO segment_opt_outs (segment_id, user_id)
-              SELECT unnest(%s::int[]) AS s, %s ORDER BY s ON CONFLICT DO NOTHING"""
+              SELECT s, u FROM unnest(%s::int[]) s, unnest(%s::bigint[]) u
+              ORDER BY s, u ON CONFLICT DO NOTHING"""
+_CLEAR_OPT_OUTS = "DELETE FROM segment_opt_outs WHERE segment_id = ANY(%s) AND user_id = ANY(%s)"
+
+
+def opt_out(segment_ids: list[int], user_ids: list[int]) -> None:
+    db.execute_sql(_OPT_OUT, (segment_ids, user_ids))
+
+
+def clear_opt_outs(segment_ids: list[int], user_ids: list[int]) -> None:
+    db.execute_sql(_CLEAR_OPT_OUTS, (segment_ids, user_ids))
 
 
 @dataclass(frozen=True)
@@ -132,7 +145,7 @@ def _add(user_id: int, segment_ids: list[int], active_time: int | None) -> None:
         # Read the clock only now, after the add events: an expiry never precedes its add.
         db.execute_sql(_SET_EXPIRY, (active_time, user_id, segment_ids))
     # Memberships first, opt-outs second, in every path: one lock order.
-    db.execute_sql(_CLEAR_OPT_OUTS, (user_id, segment_ids))
+    clear_opt_outs(segment_ids, [user_id])
 
 
 def _remove(user_id: int, segment_ids: list[int]) -> set[int]:
@@ -145,7 +158,7 @@ def _remove(user_id: int, segment_ids: list[int]) -> set[int]:
         result="SELECT segment_id FROM changed",
     )
     # The person's choice outlives the membership: auto assignment leaves them out.
-    db.execute_sql(_OPT_OUT, (segment_ids, user_id))
+    opt_out(segment_ids, [user_id])
     return {r[0] for r in rows}
 
 

@@ -10,14 +10,26 @@ import neither web nor workers.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
 
 from models.infra.db import after_commit
 
 log = logging.getLogger("models.outbox")
 
 _sender: Callable[[int], bool] | None = None
+
+# The job insert, the one statement that records a job: on the unit of work's connection
+# (models.jobs.create_job) or on an upload's own (models.imports.Upload).
+INSERT_JOB = "INSERT INTO jobs (kind, segment_id, params) VALUES (%s, %s, %s) RETURNING id"
+
+
+def job_row(kind: StrEnum, segment_id: int, params: dict[str, Any]) -> tuple:
+    """INSERT_JOB's parameters."""
+    return (kind.value, segment_id, json.dumps(params))
 
 
 def connect(sender: Callable[[int], bool] | None) -> None:
