@@ -1,13 +1,17 @@
 """Users: creation, with the auto segments a new user falls into.
 
-The rule "a new user joins every live auto segment whose bucket it falls in" is
-``_join_auto_segments``, run by ``create_user`` (POST /users) and ``create_users`` (an
-import with create_users=true). The advisory lock below keeps it exact while segments
-change: no assignment job misses a user created as it starts.
+The rule "a new user joins every live auto segment whose bucket it falls in" lives here,
+in its two forms: for one user in Python (``create_user``, POST /users: the auto
+segments are read and ``buckets.falls_in`` picks, cheaper on this write path than
+computing every bucket in SQL), for many in SQL (``create_users``, an import with
+create_users=true); tests/integration/test_buckets.py holds the two to the same
+answer. The advisory lock below keeps the rule exact while segments change: no
+assignment job misses a user created as it starts.
 """
 
 from __future__ import annotations
 
+from models.buckets import falls_in
 from models.errors import Conflict
 from models.events import change_with_events
 from models.infra.db import db, reader, unit_of_work
@@ -19,7 +23,8 @@ from models.tables import Operation, Reason, User
 AUTO_SEGMENTS_LOCK = 5_120_447_903
 
 # Plain SQL on this write path, like a manual change's (models/memberships.py).
-_CREATE = """INSERT INTO users (id) SELECT unnest(%s::bigint[]) ORDER BY 1
+_CREATE_ONE = "INSERT INTO users (id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING id"
+_CREATE_MANY = """INSERT INTO users (id) SELECT unnest(%s::bigint[]) ORDER BY 1
               ON CONFLICT DO NOTHING RETURNING id"""
 _JOIN_AUTO = """INSERT INTO memberships (user_id, segment_id, source)
                 SELECT u, s.id, 'auto' FROM unnest(%(users)s::bigint[]) u
@@ -27,10 +32,12 @@ _JOIN_AUTO = """INSERT INTO memberships (user_id, segment_id, source)
                  AND segment_bucket(s.salt, u) < (s.auto_percent * 100)::int
                 RETURNING user_id, segment_id, %(reason)s AS reason,
                           clock_timestamp() AS at, true AS event"""
-_JOINED_NAMES = (
-    "SELECT s.name FROM changed JOIN segments s ON s.id = changed.segment_id "
-    'ORDER BY s.name COLLATE "C"'
-)
+_AUTO_SEGMENTS = """SELECT id, name, salt, auto_percent FROM segments
+                    WHERE deleted_at IS NULL AND auto_percent > 0"""
+_JOIN_CHOSEN = """INSERT INTO memberships (user_id, segment_id, source)
+                  SELECT %(user)s, unnest(%(ids)s::int[]), 'auto'
+                  RETURNING user_id, segment_id, %(reason)s AS reason,
+                            clock_timestamp() AS at, true AS event"""
 
 
 def hold_auto_segments_shared() -> None:
@@ -43,18 +50,6 @@ def hold_auto_segments_exclusive() -> None:
     db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (AUTO_SEGMENTS_LOCK,))
 
 
-def _join_auto_segments(users: list[int]) -> list[str]:
-    """Add the new ``users`` to every live auto segment whose bucket each falls in, with
-    their events. Returns the names of the segments joined, sorted."""
-    rows = change_with_events(
-        _JOIN_AUTO,
-        {"users": users, "reason": Reason.AUTO.value},
-        Operation.ADD,
-        result=_JOINED_NAMES,
-    )
-    return [name for (name,) in rows]
-
-
 def create_users(ids: list[int]) -> list[int]:
     """Create those of ``ids`` that do not exist yet, each in its auto segments; inside
     the caller's unit of work. Returns the ids created."""
@@ -62,9 +57,10 @@ def create_users(ids: list[int]) -> list[int]:
     # percent changes: either these users are committed before such a job scans the
     # users, or this transaction sees the segment's new percentage. No user is missed.
     hold_auto_segments_shared()
-    created = [row[0] for row in db.execute_sql(_CREATE, (ids,)).fetchall()]
+    created = [row[0] for row in db.execute_sql(_CREATE_MANY, (ids,)).fetchall()]
     if created:
-        _join_auto_segments(created)
+        params = {"users": created, "reason": Reason.AUTO.value}
+        change_with_events(_JOIN_AUTO, params, Operation.ADD)
     return created
 
 
@@ -75,9 +71,14 @@ def create_user(user_id: int) -> list[str]:
     Returns the names of those segments, sorted.
     """
     hold_auto_segments_shared()  # see create_users
-    if not db.execute_sql(_CREATE, ([user_id],)).fetchall():
+    if db.execute_sql(_CREATE_ONE, (user_id,)).fetchone() is None:
         raise Conflict(f"user {user_id} already exists", id=user_id)
-    return _join_auto_segments([user_id])
+    auto = db.execute_sql(_AUTO_SEGMENTS).fetchall()
+    chosen = sorted((name, sid) for sid, name, salt, pct in auto if falls_in(salt, user_id, pct))
+    if chosen:
+        params = {"user": user_id, "ids": [sid for _, sid in chosen], "reason": Reason.AUTO.value}
+        change_with_events(_JOIN_CHOSEN, params, Operation.ADD)
+    return [name for name, _ in chosen]
 
 
 @replica_read
