@@ -19,7 +19,7 @@ import psycopg2
 from models import segments  # the module: models.segments imports jobs, which imports this
 from models.db import db
 from models.errors import NotFound
-from models.events import change_with_events
+from models.events import change_with_events, promise_no_history
 from models.job_batches import BatchResult
 from models.memberships import remove_ended
 from models.settings import active
@@ -72,6 +72,7 @@ class Upload:
         self.job_id = 0
 
     def start(self) -> None:
+        promise_no_history(self.cur)  # a long transaction: the webhook feed need not wait
         self.cur.execute(
             "SELECT id FROM segments WHERE name = %s AND deleted_at IS NULL", (self.segment,)
         )
