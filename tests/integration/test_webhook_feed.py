@@ -70,9 +70,7 @@ def test_a_transaction_that_promised_no_history_does_not_hold_the_feed_back(
     assert _delivered(hook) == [1]
 
 
-def test_a_transaction_here_that_may_write_history_holds_the_feed_back(
-    client, open_transaction
-):
+def test_a_transaction_here_that_may_write_history_holds_the_feed_back(client, open_transaction):
     hook = _hook(client)
     _change(client, 1)
     writer = open_transaction(os.environ["DATABASE_DSN"])
