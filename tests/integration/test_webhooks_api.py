@@ -32,12 +32,37 @@ def test_create_list_read_delete(client):
         {"url": "https://example.com/", "segments": []},
         {"url": "https://example.com/", "segments": ["bad name"]},
         {"url": "https://example.com/", "extra": 1},
+        {"url": "https://example.com:99999/"},
+        {"url": "https://example.com:0/"},
+        {"url": "http://a:b:c/"},
+        {"url": "http://[zz]/"},
+        {"url": "http://256.1.1.1/"},
+        {"url": "http://1.2.3/"},
+        {"url": "http://-/"},
+        {"url": "http://..../"},
+        {"url": "http://a..b/"},
+        {"url": "http://-a.example.com/"},
+        {"url": "http://" + "a" * 64 + ".com/"},
     ],
 )
 def test_bad_webhooks_are_400(client, body):
     r = client.post("/webhooks", json=body)
     assert r.status_code == 400, (body, r.text)
     assert client.get("/webhooks").json()["webhooks"] == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1]:8080/x",
+        "https://1.2.3.4/",
+        "https://hooks.example.com.:443/a",
+        "http://hooks-1.internal:8000/",
+        "http://localhost/",
+    ],
+)
+def test_good_hosts_and_ports_are_taken(client, url):
+    assert client.post("/webhooks", json={"url": url}).status_code == 201
 
 
 def test_management_needs_the_token(locked_client):
