@@ -162,9 +162,10 @@ def _feed_params(hook: Webhook) -> dict:
 
 @read_only
 def due_webhooks() -> list[int]:
-    """Webhooks with events waiting, whose backoff has passed and that no delivery holds.
-    The feed's end is found once (an index probe per history partition), so an idle
-    webhook costs a comparison per tick, not a delivery's transaction."""
+    """Webhooks with events waiting, whose backoff has passed and that no delivery holds,
+    the longest waiting first (a receiver that just failed goes after the others). The
+    feed's end is found once (an index probe per history partition), so an idle webhook
+    costs a comparison per tick, not a delivery's transaction."""
     rows = db.execute_sql(f"""
         WITH feed_end AS (
             SELECT coalesce(h.txid, '0'::xid8) AS txid, h.id FROM history h
@@ -173,7 +174,7 @@ def due_webhooks() -> list[int]:
         SELECT w.id FROM webhooks w JOIN feed_end e
             ON (w.cursor_txid, w.cursor_id) < (e.txid, e.id)
         WHERE w.next_attempt_at <= now() AND (w.lease_until IS NULL OR w.lease_until < now())
-        ORDER BY w.id""").fetchall()
+        ORDER BY w.next_attempt_at, w.id""").fetchall()
     return [r[0] for r in rows]
 
 
