@@ -53,6 +53,7 @@ def run_job(job_id: int) -> None:
                 return
             if finished:
                 log.info("job %s done in %.1fs", job_id, time.monotonic() - started)
+                jobs.refresh_statistics(job_id)
                 return
             # Leave the database some room for the readers between two batches.
             time.sleep(settings.job_batch_pause)
