@@ -74,3 +74,16 @@ def test_management_needs_the_token(locked_client):
         locked_client.post("/webhooks", json={"url": "https://e.com/"}, headers=good).status_code
         == 201
     )
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(locked_client, scheme):
+    # RFC 9110 (11.1): the scheme's name is case-insensitive; the token is not.
+    good = {"Authorization": f"{scheme} s3cret-token"}
+    assert locked_client.get("/webhooks", headers=good).status_code == 200
+    wrong = {"Authorization": f"{scheme} S3CRET-TOKEN"}
+    assert locked_client.get("/webhooks", headers=wrong).status_code == 401
+    assert (
+        locked_client.get("/webhooks", headers={"Authorization": "Basic s3cret-token"}).status_code
+        == 401
+    )
