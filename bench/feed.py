@@ -37,6 +37,7 @@ from scripts.receiver import Receiver
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=segments_feed_bench"
 TICKS = os.sysconf("SC_CLK_TCK")
+SETTLE = 11  # seconds
 
 
 def _tree_cpu_seconds(pid: int) -> float:
@@ -168,13 +169,15 @@ def run(dsn: str, hooks: int, seconds: float, rounds: int, hold: float) -> dict:
         procs["web"].wait_http(url)
         http = httpx.Client(base_url=url, timeout=120)
         http.post("/segments", json={"segment": "FEED"})
-        time.sleep(3)  # the processes settle
+        # Backends report their counts to pg_stat_database up to 10 s late when idle:
+        # wait that long before each measurement, so setting up is not counted.
+        time.sleep(SETTLE)
         progress("feed: idle, no webhook (floor)")
         report["idle_floor"] = _idle_rate(conn, procs["worker"], seconds)
         ids = [
             http.post("/webhooks", json={"url": receiver.url}).json()["id"] for _ in range(hooks)
         ]
-        time.sleep(2)
+        time.sleep(SETTLE)
         progress(f"feed: idle, {hooks} webhooks")
         report["idle_hooks"] = _idle_rate(conn, procs["worker"], seconds)
         for hook in ids[1:]:
