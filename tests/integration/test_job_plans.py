@@ -80,23 +80,20 @@ def test_an_assignment_batch_reads_its_own_users(client, sql, no_statistics):
     assert 0 < read["users"] <= 3 * SIZE, read
 
 
-def test_a_shrink_batch_reads_its_own_members(client, sql, no_statistics):
+def _shrink(client) -> dict:
+    return client.patch("/segments", json={"segment": "FRESH", "auto_percent": 10}).json()
+
+
+def _delete(client) -> dict:
+    return client.request("DELETE", "/segments", json={"segment": "FRESH"}).json()
+
+
+@pytest.mark.parametrize(("batch", "start"), [(shrink_batch, _shrink), (cleanup_batch, _delete)])
+def test_a_batch_over_members_reads_its_own(client, sql, no_statistics, batch, start):
     _segment(client, sql, 100)
     drain()
     _forget_statistics(sql)
-    job_id = client.patch("/segments", json={"segment": "FRESH", "auto_percent": 10}).json()[
-        "job_id"
-    ]
-    read = _rows_read(shrink_batch, job_id)
-    assert 0 < read["memberships"] <= 3 * SIZE, read
-
-
-def test_a_cleanup_batch_reads_its_own_members(client, sql, no_statistics):
-    _segment(client, sql, 100)
-    drain()
-    _forget_statistics(sql)
-    job_id = client.request("DELETE", "/segments", json={"segment": "FRESH"}).json()["job_id"]
-    read = _rows_read(cleanup_batch, job_id)
+    read = _rows_read(batch, start(client)["job_id"])
     assert 0 < read["memberships"] <= 3 * SIZE, read
 
 
