@@ -41,8 +41,8 @@ SCAN = 10_000  # events looked at per delivery when a filter skips most of them
 LEASE_SECONDS = 30  # a delivery's hold on its webhook (the POST times out after 5)
 MAX_BACKOFF = 300  # seconds between two attempts at most
 FEED_ORDER = "coalesce(h.txid, '0'::xid8), h.id"
-# Read pg_stat_activity in a statement of its own transaction: the first read in a
-# transaction is kept until it ends, and must come after the statement's snapshot.
+# At most once per transaction: a transaction reads pg_stat_activity once and keeps what
+# it read, and that read must come after the snapshot of the statement using it.
 HORIZON = f"""least(
     pg_snapshot_xmax(pg_current_snapshot()),
     (SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) x
