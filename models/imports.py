@@ -17,7 +17,7 @@ import psycopg2
 
 from models import outbox, users
 from models.errors import NotFound
-from models.events import change_with_events
+from models.events import change_with_events, promise_no_history
 from models.infra.db import db
 from models.infra.settings import active
 from models.job_batches import BatchResult
@@ -71,6 +71,7 @@ class Upload:
         self.job_id = 0
 
     def start(self) -> None:
+        promise_no_history(self.cur)  # a long transaction: the webhook feed need not wait
         self.cur.execute(
             "SELECT id FROM segments WHERE name = %s AND deleted_at IS NULL", (self.segment,)
         )

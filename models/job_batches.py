@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from models.events import change_with_events
-from models.infra.db import db
+from models.infra.db import db, walk_in_key_order
 from models.memberships import remove_ended
 from models.tables import Job, Operation, Reason
 
@@ -42,6 +42,7 @@ def assign_batch(job: Job, size: int) -> BatchResult:
     by hand; one add event per new membership."""
     after = job.checkpoint
     args = {"segment": job.segment_id, "after": after, "size": size, **job.params}
+    walk_in_key_order()
     # Share-lock the batch's users: a manual change of one of them (which holds its user
     # row exclusively) either committed before, so its opt-out is seen below, or waits.
     db.execute_sql(
@@ -82,9 +83,13 @@ def assign_batch(job: Job, size: int) -> BatchResult:
 def shrink_batch(job: Job, size: int) -> BatchResult:
     """Remove the next ``size`` members' auto memberships whose bucket is at or above the
     new threshold; manual members stay."""
+    walk_in_key_order()
+    # The batch's key range, not a join to the batch: without statistics the join was
+    # planned as a nested loop over every member of the segment, for each batch.
     rows = change_with_events(
-        """DELETE FROM memberships m USING batch b, seg
-           WHERE m.segment_id = seg.id AND m.user_id = b.user_id AND m.source = 'auto'
+        """DELETE FROM memberships m USING seg
+           WHERE m.segment_id = %(segment)s AND m.user_id > %(after)s
+             AND m.user_id <= (SELECT max(user_id) FROM batch) AND m.source = 'auto'
              AND segment_bucket(seg.salt, m.user_id) >= greatest(%(low)s, seg.threshold)
            RETURNING m.user_id, m.segment_id, %(reason)s AS reason,
                      clock_timestamp() AS at, true AS event""",
@@ -109,6 +114,7 @@ def cleanup_batch(job: Job, size: int) -> BatchResult:
     """Remove up to ``size`` memberships of a deleted segment, each with the event its
     end deserves (segment_deleted at the deletion, or ttl if it had expired before)."""
     args = {"segment": job.segment_id, "size": size}
+    walk_in_key_order()
     # FOR UPDATE, not SKIP LOCKED: a row another transaction holds (a sweep) is waited
     # for, then either gone or ours; done means none is left, not a short batch.
     removed = remove_ended(

@@ -32,6 +32,9 @@ BATCHES: dict[JobKind, Batch] = {
     JobKind.IMPORT: imports.import_batch,
 }
 SAMPLE = 100  # unknown ids a job's result keeps
+# A finished job that went over this many users or members refreshes the statistics of
+# memberships: the next job and every read then plan on what is there now.
+ANALYZE_AFTER = 10_000
 UNFINISHED = (JobState.QUEUED, JobState.RUNNING)
 
 
@@ -134,6 +137,17 @@ def advance_job(job_id: int, owner: str, batch_size: int, lease_seconds: int) ->
         }
     Job.update(changes).where(Job.id == job_id).execute()
     return batch.finished
+
+
+@unit_of_work
+def refresh_statistics(job_id: int) -> bool:
+    """ANALYZE memberships after a big job (autovacuum's analyze comes only after 10% of
+    the table changed, and maybe minutes later). True when it ran."""
+    job = Job.get_or_none(Job.id == job_id)
+    if job is None or job.done < ANALYZE_AFTER:
+        return False
+    db.execute_sql("ANALYZE memberships")
+    return True
 
 
 def _add_counts(result: dict | None, batch: BatchResult) -> dict:

@@ -12,21 +12,27 @@ from typing import Any
 
 from models.errors import Invalid, NotFound
 from models.events import change_with_events
-from models.infra.db import db, reader, unit_of_work
+from models.infra.db import db, reader, unit_of_work, walk_in_key_order
 from models.infra.replica import replica_read
 from models.tables import Membership, Operation, Reason, Segment, User
 
 # The one rule for a membership removed by the system rather than by a person: it ended
 # at whichever came first, its expiry or its segment's deletion. ``doomed`` (a CTE the
 # caller passes) selects the (user_id, segment_id) pairs to remove, already row-locked.
+# ``doomed`` carries its segment's deletion time, materialized: joined to segments in
+# the DELETE itself, the planner carried segment_id = s.id over to the membership scan
+# and, without statistics, read every member of the segment for each doomed row.
+_DOOMED = """locked AS ({doomed_sql}),
+doomed AS MATERIALIZED (SELECT l.user_id, l.segment_id, s.deleted_at
+                        FROM locked l JOIN segments s ON s.id = l.segment_id), """
 _END = """
-    DELETE FROM memberships m USING doomed d, segments s
-    WHERE m.user_id = d.user_id AND m.segment_id = d.segment_id AND s.id = m.segment_id
+    DELETE FROM memberships m USING doomed d
+    WHERE m.user_id = d.user_id AND m.segment_id = d.segment_id
     RETURNING m.user_id, m.segment_id,
-        CASE WHEN s.deleted_at IS NOT NULL
-                  AND (m.expires_at IS NULL OR s.deleted_at < m.expires_at)
+        CASE WHEN d.deleted_at IS NOT NULL
+                  AND (m.expires_at IS NULL OR d.deleted_at < m.expires_at)
              THEN 'segment_deleted' ELSE 'ttl' END AS reason,
-        LEAST(m.expires_at, s.deleted_at) AS at, true AS event
+        LEAST(m.expires_at, d.deleted_at) AS at, true AS event
 """
 
 
@@ -74,7 +80,8 @@ class MembershipChange:
 
 def remove_ended(doomed_sql: str, params: Mapping[str, Any]) -> int:
     """Remove the memberships ``doomed_sql`` selects; one ttl/segment_deleted event each."""
-    rows = change_with_events(_END, params, Operation.REMOVE, before=f"doomed AS ({doomed_sql}), ")
+    before = _DOOMED.format(doomed_sql=doomed_sql)
+    rows = change_with_events(_END, params, Operation.REMOVE, before=before)
     return rows[0][0]
 
 
@@ -82,6 +89,7 @@ def remove_ended(doomed_sql: str, params: Mapping[str, Any]) -> int:
 def expire_memberships(batch_size: int) -> int:
     """One batch of the TTL sweep. SKIP LOCKED lets sweepers run side by side, and a row
     deleted by one is never returned to another, so no event is written twice."""
+    walk_in_key_order()
     return remove_ended(
         """SELECT user_id, segment_id FROM memberships
            WHERE expires_at <= now()

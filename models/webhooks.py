@@ -3,14 +3,22 @@
 **Order without skipping.** An event's id is taken before its transaction commits, so a
 transaction holding id 10 can commit after one holding id 11: a cursor over ids alone
 would pass 10 by. Each event records the transaction that wrote it (``history.txid``),
-and the feed reads only events of transactions below the horizon
-``pg_snapshot_xmin(pg_current_snapshot())``: every transaction below it has ended, and
-every transaction still able to write one has an xid at or above it. So the feed, ordered
-by ``(txid, id)``, only ever grows after its end, and a cursor over that pair never skips
-an event. Within one transaction events come in id order; across transactions, in the
-order their transactions took their ids (so a late committer's smaller id can come after
-a larger one delivered before). The cost: a long transaction holds the feed back until it
-ends (bulk job batches are short for that reason too).
+and the feed reads only events of transactions below a horizon (``HORIZON``): every
+transaction below it that can write history has ended, and every one still able to write
+an event has an xid at or above it. So the feed, ordered by ``(txid, id)``, only ever
+grows after its end, and a cursor over that pair never skips an event. Within one
+transaction events come in id order; across transactions, in the order their
+transactions took their ids (so a late committer's smaller id can come after a larger
+one delivered before).
+
+The horizon is the oldest transaction the feed's snapshot saw running, except those
+known never to write our history: transactions of other databases on the server, and
+ours that promised so (an upload's staging, models/events.py). An unknown one counts: a
+long transaction in this database that may write history holds the feed back until it
+ends (bulk job batches are short for that reason). Why skipping those is safe: an xid
+in the snapshot was assigned before it, so a backend showing that xid afterwards (read
+in the same statement) is that very transaction, and a database or a promise never
+changes within one.
 
 Delivery is at least once: the cursor moves only after the receiver acknowledged a batch.
 """
@@ -24,6 +32,7 @@ from datetime import datetime
 from peewee import SQL, fn
 
 from models.errors import NotFound
+from models.events import NO_HISTORY
 from models.infra.db import db, read_only, unit_of_work
 from models.tables import Webhook
 
@@ -32,6 +41,16 @@ SCAN = 10_000  # events looked at per delivery when a filter skips most of them
 LEASE_SECONDS = 30  # a delivery's hold on its webhook (the POST times out after 5)
 MAX_BACKOFF = 300  # seconds between two attempts at most
 FEED_ORDER = "coalesce(h.txid, '0'::xid8), h.id"
+# At most once per transaction: a transaction reads pg_stat_activity once and keeps what
+# it read, and that read must come after the snapshot of the statement using it.
+HORIZON = f"""least(
+    pg_snapshot_xmax(pg_current_snapshot()),
+    (SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) x
+     WHERE x::xid NOT IN (
+         SELECT backend_xid FROM pg_stat_activity
+         WHERE backend_xid IS NOT NULL
+           AND (datname IS DISTINCT FROM current_database()
+                OR application_name = '{NO_HISTORY}'))))"""
 
 
 @dataclass(frozen=True)
@@ -86,7 +105,7 @@ def create_webhook(url: str, segments: list[str] | None, secret: str | None) -> 
             url=url,
             segments=sorted(set(segments)) if segments else None,
             secret=secret,
-            cursor_txid=SQL("pg_snapshot_xmin(pg_current_snapshot())"),
+            cursor_txid=SQL(HORIZON),
         )
         .returning(Webhook)
         .execute()
@@ -132,7 +151,7 @@ def _feed(filtered: bool) -> str:
                coalesce(h.txid, '0'::xid8)::text
         FROM history h JOIN segments s ON s.id = h.segment_id
         WHERE ({FEED_ORDER}) > (%(txid)s::xid8, %(id)s)
-          AND coalesce(h.txid, '0'::xid8) < pg_snapshot_xmin(pg_current_snapshot())
+          AND coalesce(h.txid, '0'::xid8) < {HORIZON}
           {segments if filtered else ""}
         ORDER BY {FEED_ORDER}"""
 
@@ -141,14 +160,22 @@ def _feed_params(hook: Webhook) -> dict:
     return {"txid": hook.cursor_txid, "id": hook.cursor_id, "segments": hook.segments}
 
 
-@unit_of_work
+@read_only
 def due_webhooks() -> list[int]:
-    """Webhooks whose backoff has passed and that no delivery holds."""
-    query = Webhook.select(Webhook.id).where(
-        Webhook.next_attempt_at <= fn.now(),
-        Webhook.lease_until.is_null() | (Webhook.lease_until < fn.now()),
-    )
-    return [h.id for h in query]
+    """Webhooks with events waiting, whose backoff has passed and that no delivery holds,
+    the longest waiting first (a receiver that just failed goes after the others). The
+    feed's end is found once (an index probe per history partition), so an idle webhook
+    costs a comparison per tick, not a delivery's transaction."""
+    rows = db.execute_sql(f"""
+        WITH feed_end AS (
+            SELECT coalesce(h.txid, '0'::xid8) AS txid, h.id FROM history h
+            WHERE coalesce(h.txid, '0'::xid8) < {HORIZON}
+            ORDER BY coalesce(h.txid, '0'::xid8) DESC, h.id DESC LIMIT 1)
+        SELECT w.id FROM webhooks w JOIN feed_end e
+            ON (w.cursor_txid, w.cursor_id) < (e.txid, e.id)
+        WHERE w.next_attempt_at <= now() AND (w.lease_until IS NULL OR w.lease_until < now())
+        ORDER BY w.next_attempt_at, w.id""").fetchall()
+    return [r[0] for r in rows]
 
 
 @unit_of_work

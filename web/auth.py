@@ -19,12 +19,14 @@ def token_guard(
     """A guard wanting the bearer token, except on public handlers and where
     ``also_allowed`` says yes (the console's session, on the docs pages: asked only
     when the bearer is missing or wrong, as it may read the database)."""
-    expected = f"Bearer {token}".encode()
+    expected = token.encode()
 
     async def require_token(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         if handler.opt.get(PUBLIC):
             return
-        given = connection.headers.get("authorization", "").encode()
+        # RFC 9110 (11.1): the scheme's name is case-insensitive.
+        scheme, _, credentials = connection.headers.get("authorization", "").partition(" ")
+        given = credentials.lstrip(" ").encode() if scheme.lower() == "bearer" else b""
         # Constant-time: the comparison takes as long whatever prefix matches.
         if not hmac.compare_digest(given, expected) and not (
             also_allowed and await also_allowed(connection)

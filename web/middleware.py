@@ -39,7 +39,9 @@ REQUESTS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 # (method, route template, status) -> its histogram series. Bounded: routes are
-# templates, and unmatched paths share one label.
+# templates, unmatched paths share one label, and so do methods HTTP does not define
+# (a client may send any token as a method).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _series: dict[tuple[str, str, int], Histogram] = {}
 
 
@@ -127,7 +129,8 @@ def request_context(access_log_enabled: bool, body_timeout: float):
                 await app(scope, _guarded_receive(receive, body_timeout, state), send_with_id)
             finally:
                 seconds = time.perf_counter() - started
-                key = (scope["method"], scope.get("path_template", "unmatched"), status)
+                method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+                key = (method, scope.get("path_template", "unmatched"), status)
                 series = _series.get(key)
                 if series is None:  # labels() takes a lock and builds a key each call
                     series = _series[key] = REQUESTS.labels(key[0], key[1], str(status))

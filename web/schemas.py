@@ -3,10 +3,13 @@ out of range are rejected with a 400 that names the field."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
+import httpx
 import msgspec
 from litestar.openapi import ResponseSpec
 
@@ -116,10 +119,41 @@ WebhookSecret = Annotated[
 ]
 
 
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def _webhook_url_problem(url: str) -> str | None:
+    """What is wrong with the URL's host or port (parsed as delivery parses it), if
+    anything: a URL that can never be reached is refused at creation."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return f"`url`: {exc}"
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        return f"`url`: port {parsed.port} is not in 1-65535"
+    host = parsed.host.removesuffix(".")
+    if ":" in host:  # an IPv6 literal, which httpx has checked
+        return None
+    if re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return f"`url`: {host} is not an IPv4 address"
+        return None
+    if len(host) > 253 or not all(_LABEL.match(label) for label in host.split(".")):
+        return f"`url`: {parsed.host} is not a host name"
+    return None
+
+
 class WebhookCreate(Strict):
     url: WebhookUrl
     segments: SegmentNames | None = None
     secret: WebhookSecret | None = None
+
+    def __post_init__(self) -> None:
+        problem = _webhook_url_problem(self.url)
+        if problem:
+            raise ValueError(problem)
 
 
 class UserSegments(msgspec.Struct):

@@ -38,6 +38,7 @@ class LineIds:
         self.rest = b""
         self.line = 0
         self.count = 0
+        self.header = False  # the optional header line was read: another is a 400
 
     def feed(self, chunk: bytes) -> list[int]:
         *lines, self.rest = (self.rest + chunk).split(b"\n")
@@ -54,7 +55,10 @@ class LineIds:
         if self.line == 1:
             raw = raw.removeprefix(b"\xef\xbb\xbf")  # a spreadsheet's UTF-8 mark
         text = raw.removesuffix(b"\r").strip(b" \t")
-        if not text or (self.count == 0 and text == b"user_id"):
+        if not text:
+            return None
+        if text == b"user_id" and self.count == 0 and not self.header:
+            self.header = True
             return None
         self.count += 1
         return _user_id(text, "line", self.line)

@@ -53,7 +53,7 @@ def run_job(job_id: int) -> None:
                 return
             if finished:
                 log.info("job %s done in %.1fs", job_id, time.monotonic() - started)
-                return
+                break
             # Leave the database some room for the readers between two batches.
             time.sleep(settings.job_batch_pause)
     except Exception as exc:
@@ -62,6 +62,9 @@ def run_job(job_id: int) -> None:
         log.exception("job %s failed a batch; now %s", job_id, state)
         if state == "queued":
             raise  # Dramatiq retries with backoff; the job resumes from its checkpoint
+        return
+    # Done: a failure here is no batch's (a retried message finds the job finished).
+    jobs.refresh_statistics(job_id)
 
 
 def sweep_expired() -> None:

@@ -113,7 +113,8 @@ def test_create_change_and_delete_a_segment(seeded):
     confirm = seeded.get("/console/segments/HALF/delete")
     assert "Yes, delete HALF" in confirm.text
     gone = post_form(seeded, "/console/segments/HALF/delete", {}, follow_redirects=False)
-    assert gone.status_code == 303 and gone.headers["location"] == "/console?deleted=HALF"
+    assert gone.status_code == 303 and gone.headers["location"] == "/console?deleted=2"
+    assert "Segment <strong>HALF</strong> was deleted" in seeded.get("/console?deleted=2").text
     assert seeded.get("/segments/HALF").status_code == 404
 
 

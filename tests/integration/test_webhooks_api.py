@@ -32,12 +32,37 @@ def test_create_list_read_delete(client):
         {"url": "https://example.com/", "segments": []},
         {"url": "https://example.com/", "segments": ["bad name"]},
         {"url": "https://example.com/", "extra": 1},
+        {"url": "https://example.com:99999/"},
+        {"url": "https://example.com:0/"},
+        {"url": "http://a:b:c/"},
+        {"url": "http://[zz]/"},
+        {"url": "http://256.1.1.1/"},
+        {"url": "http://1.2.3/"},
+        {"url": "http://-/"},
+        {"url": "http://..../"},
+        {"url": "http://a..b/"},
+        {"url": "http://-a.example.com/"},
+        {"url": "http://" + "a" * 64 + ".com/"},
     ],
 )
 def test_bad_webhooks_are_400(client, body):
     r = client.post("/webhooks", json=body)
     assert r.status_code == 400, (body, r.text)
     assert client.get("/webhooks").json()["webhooks"] == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1]:8080/x",
+        "https://1.2.3.4/",
+        "https://hooks.example.com.:443/a",
+        "http://hooks-1.internal:8000/",
+        "http://localhost/",
+    ],
+)
+def test_good_hosts_and_ports_are_taken(client, url):
+    assert client.post("/webhooks", json={"url": url}).status_code == 201
 
 
 def test_management_needs_the_token(locked_client):
@@ -48,4 +73,17 @@ def test_management_needs_the_token(locked_client):
     assert (
         locked_client.post("/webhooks", json={"url": "https://e.com/"}, headers=good).status_code
         == 201
+    )
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(locked_client, scheme):
+    # RFC 9110 (11.1): the scheme's name is case-insensitive; the token is not.
+    good = {"Authorization": f"{scheme} s3cret-token"}
+    assert locked_client.get("/webhooks", headers=good).status_code == 200
+    wrong = {"Authorization": f"{scheme} S3CRET-TOKEN"}
+    assert locked_client.get("/webhooks", headers=wrong).status_code == 401
+    assert (
+        locked_client.get("/webhooks", headers={"Authorization": "Basic s3cret-token"}).status_code
+        == 401
     )

@@ -62,7 +62,8 @@ async def change_percent(request: Request, name: params.NamePath) -> Redirect:
 @post("/segments/{name:str}/delete")
 async def delete_segment(request: Request, name: params.NamePath) -> Redirect:
     view = await to_thread.run_sync(segments.delete_segment, params.segment_name(name))
-    return Redirect(f"/console?deleted={quote(view.name)}", status_code=303)
+    # The page names the segment from the job's row: nothing in the link is echoed.
+    return Redirect(f"/console?deleted={view.job_id}", status_code=303)
 
 
 async def _file_chunks(upload: UploadFile) -> AsyncIterator[bytes]:

@@ -13,10 +13,12 @@ from litestar import Request, Response
 from litestar.params import PathParameter
 from litestar.response import Redirect, Stream, Template
 
-from models import console, memberships, segments
+from models import console, history, memberships, segments
 from models.errors import Invalid, NotFound
+from models.infra.settings import active
 from models.months import add_months
-from models.tables import JobState
+from models.partitions import kept_from
+from models.tables import JobKind, JobState
 from web.console.format import members_chart, progress_label
 from web.methods import get_and_head
 from web.routes import params
@@ -25,6 +27,7 @@ from web.routes.segments import members_export
 
 MEMBERS_PAGE = 25
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+FIRST_MONTH, LAST_MONTH = date(1970, 1, 1), date(9999, 12, 1)
 
 
 def page(request: Request, name: str, status: int = 200, **context: object) -> Template:
@@ -43,19 +46,36 @@ def error_page(request: Request, status: int, message: str, **context: object) -
     )
 
 
-def _month(raw: str | None) -> tuple[int, int]:
+def _month(raw: str | None) -> date:
+    """The month asked for (this month when none); 410 for one retention dropped."""
+    today = datetime.now(UTC).date()
     if not raw:
-        now = datetime.now(UTC)
-        return now.year, now.month
+        return today.replace(day=1)
     found = _MONTH.fullmatch(raw)
-    if not found or not 1 <= int(found[2]) <= 12 or int(found[1]) < 1970:
+    if not found or not 1 <= int(found[2]) <= 12 or int(found[1]) < FIRST_MONTH.year:
         raise Invalid(f"month must be written YYYY-MM, e.g. 2026-11 (got {raw[:20]!r})")
-    return int(found[1]), int(found[2])
+    history.check_kept(int(found[1]), int(found[2]), active().history_retention_months, today)
+    return date(int(found[1]), int(found[2]), 1)
 
 
-def _neighbours(year: int, month: int) -> tuple[str, str]:
-    this = date(year, month, 1)
-    return f"{add_months(this, -1):%Y-%m}", f"{add_months(this, 1):%Y-%m}"
+def _neighbours(month: date) -> tuple[str | None, str | None]:
+    """The months before and after, where there is one to show: none before what
+    retention keeps or 1970-01, none after 9999-12."""
+    kept = kept_from(datetime.now(UTC).date(), active().history_retention_months)
+    first = max(FIRST_MONTH, kept or FIRST_MONTH)
+    before = add_months(month, -1) if month > first else None
+    after = add_months(month, 1) if month < LAST_MONTH else None
+    return tuple(f"{m:%Y-%m}" if m else None for m in (before, after))
+
+
+def _deleted_segment(raw: str | None) -> str | None:
+    """The segment a deletion's cleanup job (``?deleted=<job id>``) is for, if it is one."""
+    if not raw or not raw.isdigit() or len(raw) > 18:
+        return None
+    job = console.job_view(int(raw))
+    if job is None or job.kind != JobKind.CLEANUP_SEGMENT or job.segment_live:
+        return None
+    return job.segment
 
 
 @get_and_head("/", sync_to_thread=True)
@@ -67,7 +87,7 @@ def overview(request: Request, deleted: params.OptionalText = None) -> Template:
         in_flight=console.jobs_in_flight(),
         finished=console.recent_jobs(JobState.DONE, 8),
         failures=console.recent_jobs(JobState.FAILED, 20),
-        deleted=deleted,
+        deleted=_deleted_segment(deleted),
         title="Overview",
     )
 
@@ -89,19 +109,19 @@ def user(
     held = memberships.user_memberships(uid)
     if held is None:
         raise NotFound.user(uid)
-    year, mon = _month(month)
-    previous, following = _neighbours(year, mon)
+    shown = _month(month)
+    previous, following = _neighbours(shown)
     return page(
         request,
         "user.html",
         user_id=uid,
         memberships=held,
-        timeline=console.user_timeline(uid, year, mon),
+        timeline=console.user_timeline(uid, shown.year, shown.month),
         timeline_limit=console.TIMELINE_LIMIT,
-        month=f"{year:04d}-{mon:02d}",
-        month_name=date(year, mon, 1).strftime("%B %Y"),
-        year=year,
-        month_number=mon,
+        month=f"{shown:%Y-%m}",
+        month_name=shown.strftime("%B %Y"),
+        year=shown.year,
+        month_number=shown.month,
         previous=previous,
         following=following,
         now=datetime.now(UTC),
