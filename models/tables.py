@@ -135,14 +135,15 @@ class Job(BaseModel):
 
 
 class ImportStaging(BaseModel):
-    """The ids of an upload, until its import job ends."""
+    """The ids of an upload (each once), until its import job ends. The job names its
+    upload in ``params["upload"]``."""
 
-    job = pw.ForeignKeyField(Job, column_name="job_id")
+    upload = pw.BigIntegerField(column_name="upload_id")
     user = pw.BigIntegerField(column_name="user_id")
 
     class Meta:
         table_name = "import_staging"
-        primary_key = False
+        primary_key = pw.CompositeKey("upload", "user")
 
 
 class ImportKey(BaseModel):
@@ -151,6 +152,7 @@ class ImportKey(BaseModel):
     key = pw.TextField(primary_key=True)
     body_sha256 = pw.TextField()
     job = pw.ForeignKeyField(Job, column_name="job_id")
+    ids = pw.BigIntegerField(null=True)  # the distinct ids the first request staged
     created_at = pw.DateTimeField()
 
     class Meta:
