@@ -1,8 +1,8 @@
-"""Reading an import's list of user ids as it streams in, chunk by chunk, so the web
-process never holds the whole list. Two formats: one id per line (``text/csv``,
-``text/plain``; an optional ``user_id`` header, blank lines and CRLF tolerated) and JSON
-``{"ids": [...]}``. Ids are written as the rest of the API writes them: digits, no sign,
-no leading zero, 1..2^63-1. The first bad one is a 400 naming its line (or item)."""
+"""Imports' uploads: a request's list of ids streamed into a staged import
+(models/uploads.py), parsed chunk by chunk (web/upload_parsers.py), so the web process
+never holds the list: at most FLUSH distinct ids at a time, repeats collapsed before they
+reach the database. Uploads at once are capped per process and across all of them
+(IMPORT_MAX_UPLOADS, IMPORT_MAX_UPLOADS_TOTAL); beyond the cap a client gets a 503."""
 
 from __future__ import annotations
 
@@ -10,15 +10,36 @@ import re
 from collections.abc import AsyncIterator
 
 from anyio import to_thread
+from prometheus_client import Counter, Gauge
 
 from models.errors import Invalid
-from models.imports import ImportOptions, ImportStarted, Upload
-from web.schemas import MAX_USER_ID
+from models.imports import ImportOptions
+from models.settings import active
+from models.uploads import ImportStarted, Upload, UploadsBusy
+from web.upload_parsers import JsonIds, LineIds
 
 IMPORT_MAX_BODY = 64 * 1024 * 1024
-FLUSH = 50_000  # ids per COPY: a bounded buffer, whatever the list's size
+FLUSH = 50_000  # distinct ids per insert: a bounded buffer, whatever the list's size
+RETRY_AFTER = 5  # seconds a refused upload is told to wait
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 PARSERS = {"text/csv": LineIds, "text/plain": LineIds, "application/json": JsonIds}
+
+UPLOADS = Gauge(
+    "segments_import_uploads",
+    "Import uploads being received (each holds a database connection)",
+    multiprocess_mode="livesum",
+)
+REFUSED = Counter(
+    "segments_import_uploads_refused",
+    "Import uploads answered 503 because every upload slot was taken",
+)
+_receiving = 0  # this process's uploads; only the event loop's thread changes it
+
+
+class UnsupportedMedia(Exception):
+    def __init__(self, media: str) -> None:
+        super().__init__(media)
+        self.media = media
 
 
 def idempotency_key(raw: str | None) -> str | None:
@@ -28,7 +49,7 @@ def idempotency_key(raw: str | None) -> str | None:
 
 
 async def receive(request, segment: str, options: ImportOptions, key: str | None) -> ImportStarted:
-    """Stream the request's body into a staged import (models.imports.Upload)."""
+    """Stream the request's body into a staged import."""
     return await receive_chunks(request.stream(), request.content_type[0], segment, options, key)
 
 
@@ -40,32 +61,43 @@ async def receive_chunks(
     key: str | None,
 ) -> ImportStarted:
     """Stream ``chunks`` (a list of ids in the format ``media`` names) into a staged
-    import. The upload's blocking database calls run on worker threads; at most FLUSH
-    ids are held."""
+    import; UploadsBusy when this process or the service has no upload slot free."""
+    global _receiving
     if media not in PARSERS:
         raise UnsupportedMedia(media)
-    parser = PARSERS[media]()
-    upload = await to_thread.run_sync(Upload, segment, options, key)
+    settings = active()
+    if _receiving >= settings.import_max_uploads:
+        REFUSED.inc()
+        raise UploadsBusy()
+    _receiving += 1
+    UPLOADS.inc()
     try:
-        await to_thread.run_sync(upload.start)
-        pending: list[int] = []
-        async for chunk in chunks:
-            upload.feed(chunk)
-            pending += parser.feed(chunk)
-            if len(pending) >= FLUSH:
-                await to_thread.run_sync(upload.add, pending)
-                pending = []
-        pending += parser.end()
-        if pending:
-            await to_thread.run_sync(upload.add, pending)
-        if parser.count == 0:
-            raise Invalid("the list of user ids is empty")
-        return await to_thread.run_sync(upload.commit)
+        upload = await to_thread.run_sync(Upload, segment, options, key)
+        try:
+            await to_thread.run_sync(upload.start, settings.import_max_uploads_total)
+            return await _stage(chunks, PARSERS[media](), upload)
+        finally:
+            await to_thread.run_sync(upload.close)
+    except UploadsBusy:
+        REFUSED.inc()
+        raise
     finally:
-        await to_thread.run_sync(upload.close)
+        _receiving -= 1
+        UPLOADS.dec()
 
 
-class UnsupportedMedia(Exception):
-    def __init__(self, media: str) -> None:
-        super().__init__(media)
-        self.media = media
+async def _stage(chunks: AsyncIterator[bytes], parser: LineIds | JsonIds, upload: Upload):
+    """Parse and stage the ids; the blocking database calls run on worker threads."""
+    pending: set[int] = set()
+    async for chunk in chunks:
+        upload.feed(chunk)
+        pending.update(parser.feed(chunk))
+        if len(pending) >= FLUSH:
+            await to_thread.run_sync(upload.add, pending)
+            pending = set()
+    pending.update(parser.end())
+    if pending:
+        await to_thread.run_sync(upload.add, pending)
+    if parser.count == 0:
+        raise Invalid("the list of user ids is empty")
+    return await to_thread.run_sync(upload.commit)

@@ -186,7 +186,9 @@ def test_segment_deleted_while_its_import_runs(client, sql):
     while not jobs.advance_job(job_id, "w", 2, 30):  # the import sees the deletion
         pass
     job = jobs.get_job(job_id)
-    assert job.state == "done" and job.result["added"] == 2
+    # Failed with its reason (issue 18, item 4), the adds it made kept and counted.
+    assert job.state == "failed" and job.result["added"] == 2
+    assert job.error == "the segment was deleted"
     run_job(cleanup)
     assert members(sql) == {}
     sql.execute("SELECT count(*) FROM memberships")

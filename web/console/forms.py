@@ -15,7 +15,7 @@ from litestar.response import Redirect, Template
 
 from models import segments
 from models.errors import Invalid
-from models.imports import IdempotencyMismatch
+from models.uploads import IdempotencyMismatch, UploadsBusy
 from web import uploads
 from web.console.pages import error_page, page
 from web.console.session import OPEN

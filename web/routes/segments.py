@@ -10,7 +10,8 @@ from litestar.response import Stream
 
 from models import segments
 from models.errors import Invalid
-from models.imports import Action, IdempotencyMismatch, ImportOptions, Mode
+from models.imports import Action, ImportOptions, Mode
+from models.uploads import IdempotencyMismatch, UploadsBusy
 from models.segments import SegmentView
 from web import uploads
 from web.errors import error_response
@@ -30,6 +31,11 @@ from web.schemas import (
 from workers.actors import enqueue_job
 
 IMPORT_PARAMETERS = {"action", "active_time", "mode", "create_users"}
+
+
+def uploads_busy() -> Response:
+    message = "too many uploads at once: retry later"
+    return error_response(503, message, headers={"Retry-After": str(uploads.RETRY_AFTER)})
 
 
 def import_options(action: str, active_time: str | None, mode: str, create: str):
@@ -113,7 +119,8 @@ class SegmentController(Controller):
             **ERRORS,
             413: ResponseSpec(Error, description="Body over 64 MiB"),
             415: ResponseSpec(Error, description="Not text/csv, text/plain or JSON"),
-            422: ResponseSpec(Error, description="Idempotency-Key reused with another body"),
+            422: ResponseSpec(Error, description="Idempotency-Key reused for another request"),
+            503: ResponseSpec(Error, description="Every upload slot is taken: retry later"),
         },
         summary="Import a list of user ids into the segment (a job)",
     )
@@ -128,7 +135,8 @@ class SegmentController(Controller):
     ) -> Response[ImportAccepted]:
         """One id per line (text/csv, text/plain) or JSON {"ids": [...]}, up to 64 MiB,
         streamed into the database. 202 with the job; a repeated Idempotency-Key with the
-        same body answers 200 with the original job and starts nothing."""
+        same segment, options and body answers 200 with the original job and its count,
+        and starts nothing."""
         unknown = sorted(set(request.query_params) - IMPORT_PARAMETERS)
         if unknown:
             raise Invalid(f"unknown query parameters: {', '.join(unknown)}", parameters=unknown)
@@ -148,7 +156,11 @@ class SegmentController(Controller):
                 "text/csv, text/plain or application/json",
             )
         except IdempotencyMismatch:
-            return error_response(422, "this Idempotency-Key was used with another body")
+            return error_response(
+                422, "this Idempotency-Key was used for another request (segment, options or body)"
+            )
+        except UploadsBusy:
+            return uploads_busy()
         if not started.replayed:
             await to_thread.run_sync(enqueue_job, started.job_id)
         body = ImportAccepted(job_id=started.job_id, segment=name, ids=started.ids)
