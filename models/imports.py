@@ -16,7 +16,7 @@ from models.db import db
 from models.events import change_with_events
 from models.job_batches import BatchResult
 from models.memberships import remove_ended
-from models.tables import Job, JobKind, Operation, Reason
+from models.tables import Job, Operation, Reason
 
 
 class Action(StrEnum):

@@ -30,7 +30,8 @@ def rollback(migrator, database, fake=False, **kwargs):
         CREATE INDEX import_staging_job_user_idx ON import_staging (upload_id, user_id);
         UPDATE import_staging s SET upload_id = j.id FROM jobs j
             WHERE j.kind = 'import' AND (j.params->>'upload')::bigint = s.upload_id;
-        DELETE FROM import_staging s WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = s.upload_id);
+        DELETE FROM import_staging s
+            WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = s.upload_id);
         ALTER TABLE import_staging RENAME COLUMN upload_id TO job_id;
         ALTER TABLE import_staging ADD CONSTRAINT import_staging_job_id_fkey
             FOREIGN KEY (job_id) REFERENCES jobs (id) ON DELETE CASCADE;

@@ -11,8 +11,8 @@ from litestar.response import Stream
 from models import segments
 from models.errors import Invalid
 from models.imports import Action, ImportOptions, Mode
-from models.uploads import IdempotencyMismatch, UploadsBusy
 from models.segments import SegmentView
+from models.uploads import IdempotencyMismatch, UploadsBusy
 from web import uploads
 from web.errors import error_response
 from web.methods import get_and_head, options_handler
