@@ -97,3 +97,30 @@ def test_an_upload_cut_off_half_way_records_nothing(web_only, sql):
     sql.execute("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM import_staging)")
     assert sql.fetchone() == (0, 0)
     assert web_only.http.get("/health").status_code == 200
+
+
+def test_an_upload_held_open_blocks_no_one(web_only, sql):
+    """Issue 18, item 4: the upload's transaction holds nothing another request waits
+    for; the segment is deleted meanwhile, so the upload ends 404 and records nothing."""
+    import socket
+
+    web_only.http.post("/segments", json={"segment": "HELD"})
+    sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 100) g")
+    part = b"".join(b"%d\n" % i for i in range(1, 101)) * 100
+    with socket.create_connection(("127.0.0.1", web_only.port)) as s:
+        s.sendall(
+            b"POST /segments/HELD/users HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+            b"Content-Length: %d\r\n\r\n" % (len(part) * 2) + part
+        )
+        time.sleep(0.5)  # the server has staged what it got so far
+        assert "segments_import_uploads 1.0" in web_only.http.get("/metrics").text
+        with httpx.Client(base_url=web_only.url, timeout=5) as c:
+            assert c.post("/users", json={"id": 1000}).status_code == 201
+            assert c.post("/segments", json={"segment": "A", "auto_percent": 5}).status_code == 201
+            assert c.patch("/segments", json={"segment": "HELD", "auto_percent": 5}).is_success
+            assert c.request("DELETE", "/segments", json={"segment": "HELD"}).is_success
+        s.sendall(part)
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
+    sql.execute("SELECT count(*) FROM jobs WHERE kind = 'import'")
+    assert sql.fetchone()[0] == 0
