@@ -29,8 +29,9 @@ class Mode(StrEnum):
     REPLACE = "replace"
 
 
-# The passes of an import job: the listed ids, then (replace) the members not listed.
-LISTED, UNLISTED = 0, 1
+# The passes of an import job: the upload's batches moved into import_staging, the
+# listed ids, then (replace) the members not listed.
+LISTED, UNLISTED, EXPAND = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,12 @@ SEGMENT_DELETED = "the segment was deleted"
 def upload_of(job: Job) -> int:
     """The upload id the job's ids are staged under."""
     return job.params["upload"]
+
+
+def drop_staging(job: Job) -> None:
+    """An ended import's staged ids are no longer needed."""
+    for table in ("import_upload_batches", "import_staging"):
+        db.execute_sql(f"DELETE FROM {table} WHERE upload_id = %s", (upload_of(job),))
 
 
 def _column(sql: str, params: tuple) -> list[int]:
@@ -216,6 +223,26 @@ def _unlisted_batch(job: Job, size: int) -> BatchResult:
     )
 
 
+def _expand_batch(job: Job) -> BatchResult:
+    """One of the upload's batches into import_staging, where each id is kept once and
+    indexed for the passes; then the listed pass starts."""
+    upload = upload_of(job)
+    batch = db.execute_sql(
+        "SELECT min(batch) FROM import_upload_batches WHERE upload_id = %s", (upload,)
+    ).fetchone()[0]
+    if batch is None:
+        return BatchResult(0, 0, False, phase=LISTED)
+    db.execute_sql(
+        """WITH taken AS (DELETE FROM import_upload_batches
+                          WHERE upload_id = %(upload)s AND batch = %(batch)s RETURNING ids)
+           INSERT INTO import_staging (upload_id, user_id)
+           SELECT %(upload)s, u FROM taken, unnest(taken.ids) u ORDER BY u
+           ON CONFLICT DO NOTHING""",
+        {"upload": upload, "batch": batch},
+    )
+    return BatchResult(0, 0, False, phase=EXPAND)
+
+
 def import_batch(job: Job, size: int) -> BatchResult:
     """One batch of an import job; the segment is share-locked for it, so a deletion or
     percent change waits, and a segment deleted meanwhile fails the job."""
@@ -229,6 +256,8 @@ def import_batch(job: Job, size: int) -> BatchResult:
     options = ImportOptions(
         Action(p["action"]), p["active_time"], Mode(p["mode"]), p["create_users"]
     )
+    if job.phase == EXPAND:
+        return _expand_batch(job)
     if job.phase == UNLISTED:
         return _unlisted_batch(job, size)
     return _listed_batch(job, options, size)

@@ -17,7 +17,7 @@ from peewee import SQL, Case, fn
 from models import imports, job_batches
 from models.db import read_only, unit_of_work
 from models.job_batches import BatchResult
-from models.tables import ImportStaging, Job, JobKind, JobState, Membership, User
+from models.tables import Job, JobKind, JobState, Membership, User
 
 # The one retry budget: a job fails for good after this many claims. The actor's own
 # Dramatiq retries are derived from it (workers/actors.py).
@@ -181,7 +181,7 @@ def release_job(job_id: int, owner: str, error: str) -> str:
 def _drop_staging(job: Job) -> None:
     """An ended import's staged ids are no longer needed (no-op for other kinds)."""
     if job.kind == JobKind.IMPORT:
-        ImportStaging.delete().where(ImportStaging.upload == imports.upload_of(job)).execute()
+        imports.drop_staging(job)
 
 
 @read_only

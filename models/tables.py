@@ -134,18 +134,6 @@ class Job(BaseModel):
         table_name = "jobs"
 
 
-class ImportStaging(BaseModel):
-    """The ids of an upload (each once), until its import job ends. The job names its
-    upload in ``params["upload"]``."""
-
-    upload = pw.BigIntegerField(column_name="upload_id")
-    user = pw.BigIntegerField(column_name="user_id")
-
-    class Meta:
-        table_name = "import_staging"
-        primary_key = pw.CompositeKey("upload", "user")
-
-
 class ImportKey(BaseModel):
     """An upload's Idempotency-Key: a repeat of the same body gets the same job."""
 

@@ -1,9 +1,11 @@
 """An import's upload: its ids staged as they arrive, its job recorded at the end.
 
 While the client sends, the upload's transaction (on a connection of its own) writes only
-``import_staging`` rows under an upload id of its own: it holds no lock on the segment,
-the jobs or anything another request waits for. Each id is staged once per upload.
-``commit`` then records the job and the Idempotency-Key in one short statement each;
+``import_upload_batches`` rows under an upload id of its own: each a sorted array of up
+to 50,000 distinct ids, so the client waits for no per-id index work (the job moves them
+into ``import_staging``, models/imports.py). It holds no lock on the segment, the jobs or
+anything another request waits for. ``commit`` counts the distinct ids, then records the
+job and the Idempotency-Key in one short statement each;
 a rejected or abandoned upload rolls back and leaves nothing. A slot among
 ``IMPORT_MAX_UPLOADS_TOTAL`` (a transaction-level advisory lock) bounds the connections
 all web processes hold for uploads.
@@ -18,7 +20,7 @@ from dataclasses import asdict, dataclass
 import psycopg2
 
 from models.errors import NotFound
-from models.imports import ImportOptions
+from models.imports import EXPAND, ImportOptions
 from models.settings import active
 from models.tables import JobKind
 
@@ -55,7 +57,7 @@ class Upload:
         self.conn = psycopg2.connect(**active().connect_params())
         self.cur = self.conn.cursor()
         self.upload_id = 0
-        self.staged = 0
+        self.batches: list[int] = []  # ids in each staged batch
 
     def start(self, slots: int) -> None:
         self.cur.execute(
@@ -80,13 +82,22 @@ class Upload:
         self.digest.update(raw)
 
     def add(self, ids: set[int]) -> None:
-        """Stage ``ids``; one already staged by this upload is not staged again."""
+        """Stage a batch of distinct ids."""
         self.cur.execute(
-            "INSERT INTO import_staging (upload_id, user_id) "
-            "SELECT %s, unnest(%s::bigint[]) ORDER BY 2 ON CONFLICT DO NOTHING",
-            (self.upload_id, "{" + ",".join(map(str, ids)) + "}"),
+            "INSERT INTO import_upload_batches (upload_id, batch, ids) VALUES (%s, %s, %s)",
+            (self.upload_id, len(self.batches), "{" + ",".join(map(str, sorted(ids))) + "}"),
         )
-        self.staged += self.cur.rowcount
+        self.batches.append(len(ids))
+
+    def _distinct(self) -> int:
+        if len(self.batches) <= 1:
+            return sum(self.batches)
+        self.cur.execute(
+            "SELECT count(DISTINCT u) FROM import_upload_batches b, unnest(b.ids) u "
+            "WHERE b.upload_id = %s",
+            (self.upload_id,),
+        )
+        return self.cur.fetchone()[0]
 
     def _fingerprint(self) -> str:
         """The whole request as the key covers it: segment, options and body."""
@@ -100,11 +111,12 @@ class Upload:
         if self.key is not None and (seen := self._seen()) is not None:
             return seen
         params = {**asdict(self.options), "upload": self.upload_id}
+        staged = self._distinct()
         self.cur.execute(
-            "INSERT INTO jobs (kind, segment_id, params, total) "
-            "SELECT %s, id, %s, %s FROM segments WHERE name = %s AND deleted_at IS NULL "
+            "INSERT INTO jobs (kind, segment_id, params, total, phase) "
+            "SELECT %s, id, %s, %s, %s FROM segments WHERE name = %s AND deleted_at IS NULL "
             "RETURNING id",
-            (JobKind.IMPORT.value, json.dumps(params), self.staged, self.segment),
+            (JobKind.IMPORT.value, json.dumps(params), staged, EXPAND, self.segment),
         )
         row = self.cur.fetchone()
         if row is None:
@@ -114,13 +126,13 @@ class Upload:
             self.cur.execute(
                 "INSERT INTO import_keys (key, body_sha256, job_id, ids) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (key) DO NOTHING RETURNING job_id",
-                (self.key, self._fingerprint(), job_id, self.staged),
+                (self.key, self._fingerprint(), job_id, staged),
             )
             if self.cur.fetchone() is None:  # the same key committed meanwhile
                 self.conn.rollback()
                 return self._seen()
         self.conn.commit()
-        return ImportStarted(job_id, self.staged, replayed=False)
+        return ImportStarted(job_id, staged, replayed=False)
 
     def _seen(self) -> ImportStarted | None:
         """The job an earlier request with this key started, with the count it answered."""

@@ -63,7 +63,9 @@ CHECKS: dict[str, str] = {
         WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = h.user_id)
            OR NOT EXISTS (SELECT 1 FROM segments s WHERE s.id = h.segment_id)""",
     "staged_ids_of_an_ended_job": """
-        SELECT DISTINCT s.upload_id FROM import_staging s
+        SELECT DISTINCT s.upload_id
+        FROM (SELECT upload_id FROM import_staging
+              UNION ALL SELECT upload_id FROM import_upload_batches) s
         WHERE NOT EXISTS (SELECT 1 FROM jobs j
                           WHERE j.kind = 'import' AND j.state IN ('queued', 'running')
                             AND (j.params->>'upload')::bigint = s.upload_id)""",

@@ -1,6 +1,8 @@
 """Imports hardening: an upload stages its ids under an upload id of its own (no job row
-and no lock on anything shared while the client sends), each id once per upload; the
-job names its upload in its params. An idempotency key remembers the staged count."""
+and no lock on anything shared while the client sends), as sorted batches of distinct ids
+(one row each, no per-id index to maintain while the client waits); its job moves them
+into import_staging, each id once per upload. The job names its upload in its params. An
+idempotency key remembers the staged count."""
 
 SCHEMA = """
 ALTER TABLE import_staging DROP CONSTRAINT import_staging_job_id_fkey;
@@ -13,6 +15,12 @@ ALTER TABLE import_staging ADD PRIMARY KEY (upload_id, user_id);
 CREATE SEQUENCE import_upload_ids;
 SELECT setval('import_upload_ids', (SELECT coalesce(max(id), 0) + 1 FROM jobs));
 UPDATE jobs SET params = params || jsonb_build_object('upload', id) WHERE kind = 'import';
+CREATE TABLE import_upload_batches (
+    upload_id  bigint NOT NULL,
+    batch      integer NOT NULL,
+    ids        bigint[] NOT NULL,  -- sorted, distinct within the batch
+    PRIMARY KEY (upload_id, batch)
+);
 ALTER TABLE import_keys ADD COLUMN ids bigint;
 UPDATE import_keys k SET ids = j.total FROM jobs j WHERE j.id = k.job_id;
 """
@@ -25,6 +33,7 @@ def migrate(migrator, database, fake=False, **kwargs):
 def rollback(migrator, database, fake=False, **kwargs):
     migrator.sql(
         """ALTER TABLE import_keys DROP COLUMN ids;
+        DROP TABLE import_upload_batches;
         DROP SEQUENCE import_upload_ids;
         ALTER TABLE import_staging DROP CONSTRAINT import_staging_pkey;
         CREATE INDEX import_staging_job_user_idx ON import_staging (upload_id, user_id);

@@ -94,7 +94,10 @@ def test_an_upload_cut_off_half_way_records_nothing(web_only, sql):
         )
         time.sleep(0.5)  # the server has staged what it got so far
     time.sleep(1.5)
-    sql.execute("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM import_staging)")
+    sql.execute(
+        "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM import_staging) "
+        "+ (SELECT count(*) FROM import_upload_batches)"
+    )
     assert sql.fetchone() == (0, 0)
     assert web_only.http.get("/health").status_code == 200
 

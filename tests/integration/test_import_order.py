@@ -8,7 +8,7 @@ from models import jobs
 from models.db import db
 from models.verify import verify
 from tests.integration.jobs import run_unfinished_jobs
-from tests.integration.test_imports import CSV, members, setup_segment
+from tests.integration.test_imports import CSV, expand, members, setup_segment
 
 
 def start(client, body: bytes, query: str = "mode=replace") -> int:
@@ -40,6 +40,7 @@ def test_the_order_holds_across_a_crashed_worker(client, sql):
     setup_segment(client)
     first, second = start(client, b"1\n2\n3\n"), start(client, b"4\n")
     assert jobs.claim_job(first, "crashed", 30)
+    expand(first, "crashed")
     assert jobs.advance_job(first, "crashed", 1, 30) is False
     with db.connection_context():  # the worker died: its lease runs out
         db.execute_sql(
@@ -64,6 +65,7 @@ def test_a_manual_add_made_while_a_replace_runs_stays(client, sql):
     client.patch("/users", json={"id": 7, "segments": ["S"]})
     job_id = start(client, b"1\n2\n3\n")
     assert jobs.claim_job(job_id, "w", 30)
+    expand(job_id, "w")
     assert jobs.advance_job(job_id, "w", 1, 30) is False
     client.patch("/users", json={"id": 8, "segments": ["S"]})  # while the job runs
     while not jobs.advance_job(job_id, "w", 1, 30):

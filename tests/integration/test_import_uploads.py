@@ -10,12 +10,13 @@ from contextlib import contextmanager
 
 import pytest
 
+from models import jobs
 from models.errors import NotFound
 from models.imports import ImportOptions
 from models.settings import activate, active
 from models.uploads import Upload, UploadsBusy
 from tests.integration.jobs import run_unfinished_jobs
-from tests.integration.test_imports import CSV, setup_segment, staged
+from tests.integration.test_imports import CSV, expand, setup_segment, staged
 
 
 @contextmanager
@@ -110,4 +111,12 @@ def test_repeated_ids_are_staged_once(client, sql):
     body = b"3\n1\n2\n" * 60_000 + b"".join(b"%d\n" % i for i in range(100, 60_100)) * 2
     r = client.post("/segments/S/users", content=body, headers=CSV)
     assert r.status_code == 202 and r.json()["ids"] == 60_003
+    # 300,000 lines: repeats collapse in each batch of 50,000 distinct ids, then when
+    # the job moves the batches into import_staging, where each id is one row.
+    assert staged(sql)[1] < 150_000
+    job_id = r.json()["job_id"]
+    assert jobs.claim_job(job_id, "w", 30)
+    expand(job_id, "w")
+    sql.execute("SELECT count(*), count(DISTINCT user_id) FROM import_staging")
+    assert sql.fetchone() == (60_003, 60_003)
     assert staged(sql) == (1, 60_003)
