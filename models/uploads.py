@@ -1,8 +1,8 @@
 """An import's upload: its ids staged as they arrive, its job recorded at the end.
 
 While the client sends, the upload's transaction (on a connection of its own) writes only
-``import_upload_batches`` rows under an upload id of its own: each a sorted array of up
-to 50,000 distinct ids, so the client waits for no per-id index work (the job moves them
+``import_upload_batches`` rows under an upload id of its own: each an array of up to
+50,000 distinct ids, so the client waits for no per-id index work (the job moves them
 into ``import_staging``, models/imports.py). It holds no lock on the segment, the jobs or
 anything another request waits for. ``commit`` counts the distinct ids, then records the
 job and the Idempotency-Key in one short statement each;
@@ -81,11 +81,12 @@ class Upload:
         """The body's bytes as received, for the Idempotency-Key's comparison."""
         self.digest.update(raw)
 
-    def add(self, ids: set[int]) -> None:
-        """Stage a batch of distinct ids."""
+    def add(self, ids: set[bytes]) -> None:
+        """Stage a batch of distinct ids, each as its decimal digits (no leading zero)."""
         self.cur.execute(
-            "INSERT INTO import_upload_batches (upload_id, batch, ids) VALUES (%s, %s, %s)",
-            (self.upload_id, len(self.batches), "{" + ",".join(map(str, sorted(ids))) + "}"),
+            "INSERT INTO import_upload_batches (upload_id, batch, ids) "
+            "VALUES (%s, %s, %s::bigint[])",
+            (self.upload_id, len(self.batches), "{" + b",".join(ids).decode() + "}"),
         )
         self.batches.append(len(ids))
 

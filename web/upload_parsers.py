@@ -2,7 +2,9 @@
 process never holds the whole list. Two formats: one id per line (``text/csv``,
 ``text/plain``; an optional ``user_id`` header, blank lines and CRLF tolerated) and JSON
 ``{"ids": [...]}``. Ids are written as the rest of the API writes them: digits, no sign,
-no leading zero, 1..2^63-1. The first bad one is a 400 naming its line (or item).
+no leading zero, 1..2^63-1. The first bad one is a 400 naming its line (or item). An
+id is returned as its digits (bytes): written without a leading zero, equal ids are
+equal text, so repeats collapse and the database converts them, with no int() here.
 
 Each costs time linear in what the client sends, whatever its shape: a chunk is read
 by one regular expression without backtracking (possessive quantifiers) where it can
@@ -21,10 +23,10 @@ _ID = re.compile(rb"[1-9][0-9]{0,18}")
 MAX_LINE = 64  # bytes; an id is at most 19 digits, so a longer line is not one
 
 
-def _user_id(raw: bytes, unit: str, number: int) -> int:
-    """``raw`` as a user id; else a 400 naming the line (or item) ``number``."""
+def _user_id(raw: bytes, unit: str, number: int) -> bytes:
+    """``raw`` if it is a user id; else a 400 naming the line (or item) ``number``."""
     if _ID.fullmatch(raw) and int(raw) <= MAX_USER_ID:
-        return int(raw)
+        return raw
     shown = raw[:40].decode("ascii", "replace")
     raise Invalid(
         f"{unit} {number}: {shown!r} is not a user id (digits, no leading zero, "
@@ -34,16 +36,18 @@ def _user_id(raw: bytes, unit: str, number: int) -> int:
 
 
 # Whole lines of blanks and ids (no header, no mark, nothing to report): one pass in C.
-_LINES = re.compile(rb"(?:[ \t]*+(?:[1-9][0-9]{0,18}+[ \t]*+)?\r?\n)*+")
+# An id surely in range: up to 18 digits, or 19 beginning 1-8 (2^63-1 is 9223...); one
+# of 19 digits beginning with 9 sends its chunk to the line-by-line reading.
+_SURE_ID = rb"(?>[1-8][0-9]{18}|[1-9][0-9]{0,17}+)"
+_LINES = re.compile(rb"(?:[ \t]*+(?:" + _SURE_ID + rb"[ \t]*+)?\r?\n)*+")
 
 
-def _fast_ids(block: bytes, pattern: re.Pattern) -> list[int] | None:
-    """The ids of ``block`` if ``pattern`` reads all of it and each is in range; else
-    None (read it item by item, to name the problem)."""
+def _fast_ids(block: bytes, pattern: re.Pattern) -> list[bytes] | None:
+    """The ids of ``block`` if ``pattern`` reads all of it; else None (read it item by
+    item, to name the problem)."""
     if not pattern.fullmatch(block):
         return None
-    ids = list(map(int, block.replace(b",", b" ").split()))
-    return ids if not ids or max(ids) <= MAX_USER_ID else None
+    return block.replace(b",", b" ").split()
 
 
 class LineIds:
@@ -55,7 +59,7 @@ class LineIds:
         self.count = 0
         self.text_seen = False  # a header is only the first line with text
 
-    def feed(self, chunk: bytes) -> list[int]:
+    def feed(self, chunk: bytes) -> list[bytes]:
         data = self.rest + chunk
         cut = data.rfind(b"\n") + 1
         block, self.rest = data[:cut], data[cut:]
@@ -70,11 +74,11 @@ class LineIds:
         self.text_seen = self.text_seen or bool(ids)
         return ids
 
-    def end(self) -> list[int]:
+    def end(self) -> list[bytes]:
         last, self.rest = self.rest, b""
         return [] if last == b"" else [i for i in [self._parse(last)] if i is not None]
 
-    def _parse(self, raw: bytes) -> int | None:
+    def _parse(self, raw: bytes) -> bytes | None:
         self.line += 1
         if self.line == 1:
             raw = raw.removeprefix(b"\xef\xbb\xbf")  # a spreadsheet's UTF-8 mark
@@ -95,7 +99,7 @@ _TOKEN = re.compile(
     rb"|(-?[0-9]++(?:\.[0-9]++)?+(?:[eE][+-]?[0-9]++)?+))"
 )
 # Items followed by their commas, read in one pass where they are plain ids.
-_ITEMS = re.compile(rb"(?:[ \t\r\n]*+[1-9][0-9]{0,18}+[ \t\r\n]*+,)++")
+_ITEMS = re.compile(rb"(?:[ \t\r\n]*+" + _SURE_ID + rb"[ \t\r\n]*+,)++")
 _OPENING = [b"{", b'"ids"', b":", b"["]
 
 
@@ -108,10 +112,10 @@ class JsonIds:
         self.state = "opening"  # then: first, value, next, closed, done
         self.count = 0
 
-    def feed(self, chunk: bytes) -> list[int]:
+    def feed(self, chunk: bytes) -> list[bytes]:
         return self._tokens(self.rest + chunk, final=False)
 
-    def end(self) -> list[int]:
+    def end(self) -> list[bytes]:
         ids = self._tokens(self.rest, final=True)
         if self.state != "done":
             raise Invalid('the body must be a JSON object {"ids": [user ids]}, complete')
@@ -122,8 +126,8 @@ class JsonIds:
         where = f"item {self.count + 1}" if self.state in ("first", "next") else "the body"
         return Invalid(f'{where}: unexpected {shown!r}; expected {{"ids": [user ids]}}')
 
-    def _tokens(self, data: bytes, final: bool) -> list[int]:
-        ids: list[int] = []
+    def _tokens(self, data: bytes, final: bool) -> list[bytes]:
+        ids: list[bytes] = []
         pos = 0
         while True:
             if self.state in ("first", "next") and (end := self._items(data, pos, ids)):
@@ -141,7 +145,7 @@ class JsonIds:
             raise self._bad(self.rest)
         return ids
 
-    def _items(self, data: bytes, pos: int, ids: list[int]) -> int:
+    def _items(self, data: bytes, pos: int, ids: list[bytes]) -> int:
         """Plain ids with their commas from ``pos`` on, read in one pass into ``ids``:
         where they end, or 0 when there are none (or one to report)."""
         run = _ITEMS.match(data, pos)
@@ -153,7 +157,7 @@ class JsonIds:
         self.state = "next"
         return run.end()
 
-    def _take(self, token: bytes, number: bytes | None, ids: list[int]) -> None:
+    def _take(self, token: bytes, number: bytes | None, ids: list[bytes]) -> None:
         if self.state == "opening":
             if token != _OPENING[self.opened]:
                 raise self._bad(token)

@@ -88,7 +88,7 @@ async def receive_chunks(
 
 async def _stage(chunks: AsyncIterator[bytes], parser: LineIds | JsonIds, upload: Upload):
     """Parse and stage the ids; the blocking database calls run on worker threads."""
-    pending: set[int] = set()
+    pending: set[bytes] = set()
     async for chunk in chunks:
         upload.feed(chunk)
         pending.update(parser.feed(chunk))

@@ -1,5 +1,5 @@
 """Imports hardening: an upload stages its ids under an upload id of its own (no job row
-and no lock on anything shared while the client sends), as sorted batches of distinct ids
+and no lock on anything shared while the client sends), as batches of distinct ids
 (one row each, no per-id index to maintain while the client waits); its job moves them
 into import_staging, each id once per upload. The job names its upload in its params. An
 idempotency key remembers the staged count."""
@@ -18,7 +18,7 @@ UPDATE jobs SET params = params || jsonb_build_object('upload', id) WHERE kind =
 CREATE TABLE import_upload_batches (
     upload_id  bigint NOT NULL,
     batch      integer NOT NULL,
-    ids        bigint[] NOT NULL,  -- sorted, distinct within the batch
+    ids        bigint[] NOT NULL,  -- distinct within the batch
     PRIMARY KEY (upload_id, batch)
 );
 ALTER TABLE import_keys ADD COLUMN ids bigint;

@@ -25,7 +25,7 @@ def held_upload(segment: str = "S", slots: int = 16):
     upload = Upload(segment, ImportOptions(), None)
     try:
         upload.start(slots)
-        upload.add({1, 2, 3})
+        upload.add({b"1", b"2", b"3"})
         yield upload
     finally:
         upload.close()

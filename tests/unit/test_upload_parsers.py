@@ -20,10 +20,10 @@ SIZE = 8 * 1024 * 1024
 
 
 def parse(parser, body: bytes) -> list[int]:
-    ids: list[int] = []
+    ids: list[bytes] = []
     for at in range(0, len(body), CHUNK):
         ids += parser.feed(body[at : at + CHUNK])
-    return ids + parser.end()
+    return [int(i) for i in ids + parser.end()]
 
 
 def seconds(parser, body: bytes) -> float:
@@ -78,6 +78,18 @@ def test_a_header_counts_only_as_the_first_line_with_text():
     assert raised.value.details == {"line": 3}
 
 
+def test_the_largest_id_is_read_and_one_more_is_refused():
+    top = b"9223372036854775807"
+    assert parse(LineIds(), b"1\n" + top + b"\n8999999999999999999\n") == [
+        1,
+        2**63 - 1,
+        8999999999999999999,
+    ]
+    assert parse(JsonIds(), b'{"ids": [1, ' + top + b", 2]}") == [1, 2**63 - 1, 2]
+    with pytest.raises(Invalid, match="line 2"):
+        parse(LineIds(), b"1\n9223372036854775808\n")
+
+
 @pytest.mark.parametrize(
     "body, item",
     [
@@ -103,7 +115,7 @@ def test_json_reads_any_spacing_in_any_chunking(ids, gap, chunk):
     body += gap + b"]" + gap + b"}"
     parser = JsonIds()
     got = [i for at in range(0, len(body), chunk) for i in parser.feed(body[at : at + chunk])]
-    assert got + parser.end() == ids
+    assert [int(i) for i in got + parser.end()] == ids
 
 
 @settings(max_examples=200, deadline=None)
@@ -114,4 +126,4 @@ def test_lines_read_any_line_ends_in_any_chunking(ids, eol, chunk):
     body = eol.join(b"%d" % i for i in ids)
     parser = LineIds()
     got = [i for at in range(0, len(body), chunk) for i in parser.feed(body[at : at + chunk])]
-    assert got + parser.end() == ids
+    assert [int(i) for i in got + parser.end()] == ids
