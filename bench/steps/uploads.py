@@ -8,12 +8,12 @@ the segment."""
 from __future__ import annotations
 
 import random
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from bench.common import connect, progress
+from bench.steps.imports import upload
 
 SEGMENT = "BENCHRUN_UPLOAD"
 MIB = 1024 * 1024
@@ -36,13 +36,7 @@ def _ids_file() -> tuple[Path, int]:
 
 def _upload(b, path: Path) -> tuple[float, dict]:
     b.http.post("/segments", json={"segment": SEGMENT})
-    t0 = time.perf_counter()
-    out = subprocess.run(
-        ["curl", "-sS", "-XPOST", f"{b.url}/segments/{SEGMENT}/users",
-         "-H", "Content-Type: text/csv", "--data-binary", f"@{path}"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    seconds = time.perf_counter() - t0
+    seconds, out = upload(b, path, SEGMENT)
     with connect(b.dsn) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*), pg_total_relation_size('import_staging') FROM import_staging")
         rows, size = cur.fetchone()
