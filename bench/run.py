@@ -26,7 +26,7 @@ from bench import generate
 from bench.common import bench_dsn, connect, dbname, load_note, progress, psql_args
 from bench.load import Load
 from bench.meta import git_revision, machine
-from bench.steps import bulk, csv, imports, reads, webhooks, writes
+from bench.steps import bulk, csv, imports, reads, uploads, webhooks, writes
 from scripts.procs import Proc, free_port, procfile_entries
 
 BENCH = Path(__file__).resolve().parent
@@ -36,6 +36,7 @@ STEPS = {
     "bulk": bulk.run,
     "csv": csv.run,
     "imports": imports.run,
+    "uploads": uploads.run,
     "webhooks": webhooks.run,
 }
 

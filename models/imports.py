@@ -1,28 +1,22 @@
 """Bulk imports: a list of user ids put into (or taken out of) a segment.
 
-An upload is staged by ``Upload``: one transaction on a connection of its own records the
-job and COPYs the ids into ``import_staging`` as they arrive, so a rejected upload leaves
-nothing behind and the web process never holds the list. The job then applies the ids in
-batches (``import_batch``), each one transaction with its checkpoint, like every job.
+An upload stages the ids (models/uploads.py) and records the job at its end. The job then
+applies the ids in batches (``import_batch``), each one transaction with its checkpoint,
+like every job. The import jobs of one segment run one at a time, in the order they were
+recorded (``models.jobs.claim_job``): the later of two replaces wins, whole.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 
-import psycopg2
-
-from models import outbox, users
-from models.errors import NotFound
-from models.events import change_with_events, promise_no_history
+from models import users
+from models.events import change_with_events
 from models.infra.db import db
-from models.infra.settings import active
 from models.job_batches import BatchResult
 from models.memberships import clear_opt_outs, opt_out, remove_ended
-from models.tables import Job, JobKind, Operation, Reason
+from models.tables import Job, Operation, Reason
 
 
 class Action(StrEnum):
@@ -35,8 +29,9 @@ class Mode(StrEnum):
     REPLACE = "replace"
 
 
-# The passes of an import job: the listed ids, then (replace) the members not listed.
-LISTED, UNLISTED = 0, 1
+# The passes of an import job: the upload's batches moved into import_staging, the
+# listed ids, then (replace) the members not listed.
+LISTED, UNLISTED, EXPAND = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -47,89 +42,18 @@ class ImportOptions:
     create_users: bool = False
 
 
-@dataclass(frozen=True)
-class ImportStarted:
-    job_id: int
-    ids: int  # distinct ids staged
-    replayed: bool  # an Idempotency-Key repeat: the original job, nothing new started
+SEGMENT_DELETED = "the segment was deleted"
 
 
-class IdempotencyMismatch(Exception):
-    """The Idempotency-Key was used before with a different body."""
+def upload_of(job: Job) -> int:
+    """The upload id the job's ids are staged under."""
+    return job.params["upload"]
 
 
-class Upload:
-    """One upload's transaction: ``start`` (404 for an unknown segment), ``add`` ids as
-    they are parsed, then ``commit`` or ``abort``. Blocking calls: run them off the
-    event loop."""
-
-    def __init__(self, segment: str, options: ImportOptions, key: str | None) -> None:
-        self.segment, self.options, self.key = segment, options, key
-        self.digest = hashlib.sha256()
-        self.conn = psycopg2.connect(**active().connect_params())
-        self.cur = self.conn.cursor()
-        self.job_id = 0
-
-    def start(self) -> None:
-        promise_no_history(self.cur)  # a long transaction: the webhook feed need not wait
-        self.cur.execute(
-            "SELECT id FROM segments WHERE name = %s AND deleted_at IS NULL", (self.segment,)
-        )
-        row = self.cur.fetchone()
-        if row is None:
-            raise NotFound(f"segment {self.segment} not found", segment=self.segment)
-        # StrEnum members are str: the options are written as their values.
-        self.cur.execute(
-            outbox.INSERT_JOB, outbox.job_row(JobKind.IMPORT, row[0], asdict(self.options))
-        )
-        self.job_id = self.cur.fetchone()[0]
-
-    def feed(self, raw: bytes) -> None:
-        """The body's bytes as received, for the Idempotency-Key's comparison."""
-        self.digest.update(raw)
-
-    def add(self, ids: list[int]) -> None:
-        rows = "".join(f"{self.job_id}\t{user_id}\n" for user_id in ids)
-        self.cur.copy_expert("COPY import_staging (job_id, user_id) FROM STDIN", io.StringIO(rows))
-
-    def commit(self) -> ImportStarted:
-        """Count the distinct ids and commit; or, for a key seen before, roll back and
-        name the original job (IdempotencyMismatch if its body differed)."""
-        self.cur.execute(
-            """UPDATE jobs SET total = (SELECT count(DISTINCT user_id) FROM import_staging
-                                        WHERE job_id = %(job)s)
-               WHERE id = %(job)s RETURNING total""",
-            {"job": self.job_id},
-        )
-        total = self.cur.fetchone()[0]
-        if self.key is not None:
-            digest = self.digest.hexdigest()
-            self.cur.execute(
-                "INSERT INTO import_keys (key, body_sha256, job_id) VALUES (%s, %s, %s) "
-                "ON CONFLICT (key) DO NOTHING RETURNING job_id",
-                (self.key, digest, self.job_id),
-            )
-            if self.cur.fetchone() is None:
-                return self._replay(digest)
-        self.conn.commit()
-        outbox.send_job(self.job_id)
-        return ImportStarted(self.job_id, total, replayed=False)
-
-    def _replay(self, digest: str) -> ImportStarted:
-        self.conn.rollback()
-        self.cur.execute(
-            "SELECT k.body_sha256, k.job_id, j.total FROM import_keys k "
-            "JOIN jobs j ON j.id = k.job_id WHERE k.key = %s",
-            (self.key,),
-        )
-        seen, job_id, total = self.cur.fetchone()
-        if seen != digest:
-            raise IdempotencyMismatch(self.key)
-        return ImportStarted(job_id, total or 0, replayed=True)
-
-    def close(self) -> None:
-        """Roll back whatever was not committed, and close the connection."""
-        self.conn.close()
+def drop_staging(job: Job) -> None:
+    """An ended import's staged ids are no longer needed."""
+    for table in ("import_upload_batches", "import_staging"):
+        db.execute_sql(f"DELETE FROM {table} WHERE upload_id = %s", (upload_of(job),))
 
 
 def _column(sql: str, params: tuple) -> list[int]:
@@ -179,25 +103,29 @@ def _add(segment_id: int, users: list[int], active_time: int | None) -> int:
     return rows[0][0]
 
 
-def _remove(segment_id: int, users: list[int], sources: tuple[str, ...]) -> int:
-    """Remove the memberships (of these sources) with their events; every user named
-    opts out of auto assignment, as a manual removal does. Returns how many went."""
-    rows = change_with_events(
-        """DELETE FROM memberships
-           WHERE segment_id = %(segment)s AND user_id = ANY(%(users)s)
-             AND source = ANY(%(sources)s)
-           RETURNING user_id, segment_id, %(reason)s AS reason,
-                     clock_timestamp() AS at, true AS event""",
-        {
-            "segment": segment_id,
-            "users": users,
-            "sources": list(sources),
-            "reason": Reason.IMPORT.value,
-        },
-        Operation.REMOVE,
-    )
-    opt_out([segment_id], users)
-    return rows[0][0]
+def _remove(segment_id: int, users: list[int], sources: tuple[str, ...], since=None) -> list[int]:
+    """Remove the memberships (of these sources, and when ``since`` is given, added
+    before it) with their events. Returns the users whose membership went."""
+    return [
+        row[0]
+        for row in change_with_events(
+            """DELETE FROM memberships
+               WHERE segment_id = %(segment)s AND user_id = ANY(%(users)s)
+                 AND source = ANY(%(sources)s)
+                 AND (%(since)s::timestamptz IS NULL OR added_at < %(since)s)
+               RETURNING user_id, segment_id, %(reason)s AS reason,
+                         clock_timestamp() AS at, true AS event""",
+            {
+                "segment": segment_id,
+                "users": users,
+                "sources": list(sources),
+                "since": since,
+                "reason": Reason.IMPORT.value,
+            },
+            Operation.REMOVE,
+            result="SELECT user_id FROM changed",
+        )
+    ]
 
 
 def _listed_batch(job: Job, options: ImportOptions, size: int) -> BatchResult:
@@ -208,9 +136,9 @@ def _listed_batch(job: Job, options: ImportOptions, size: int) -> BatchResult:
     ids = sorted(
         set(
             _column(
-                "SELECT user_id FROM import_staging WHERE job_id = %s AND user_id > %s "
+                "SELECT user_id FROM import_staging WHERE upload_id = %s AND user_id > %s "
                 "ORDER BY user_id LIMIT %s",
-                (job.id, job.checkpoint, size),
+                (upload_of(job), job.checkpoint, size),
             )
         )
     )
@@ -227,14 +155,17 @@ def _listed_batch(job: Job, options: ImportOptions, size: int) -> BatchResult:
         if options.action is Action.ADD:
             counts["added"] = _add(job.segment_id, known, options.active_time)
         else:
-            counts["removed"] = _remove(job.segment_id, known, ("manual", "auto", "import"))
+            # Every listed user opts out, member or not, as a manual removal does.
+            counts["removed"] = len(_remove(job.segment_id, known, ("manual", "auto", "import")))
+            opt_out([job.segment_id], known)
         counts["unchanged"] = len(known) - counts["added"] - counts["removed"]
     return BatchResult(ids[-1], len(ids), False, counts=counts, unknown=unknown[:100])
 
 
 def _unlisted_batch(job: Job, size: int) -> BatchResult:
-    """replace: the next members by id; those added by a person or an import and not in
-    the list are removed. Auto members stay."""
+    """replace: the next members by id; those added by a person or an import before the
+    job started and not in the list are removed, and only they opt out. Auto members
+    stay, and so does a membership added after the job started (a later change wins)."""
     members = _column(
         "SELECT user_id FROM memberships WHERE segment_id = %s AND user_id > %s "
         "ORDER BY user_id LIMIT %s",
@@ -244,33 +175,60 @@ def _unlisted_batch(job: Job, size: int) -> BatchResult:
         return BatchResult(job.checkpoint, 0, True, phase=UNLISTED)
     unlisted = _column(
         """SELECT u FROM unnest(%s::bigint[]) u WHERE NOT EXISTS (
-               SELECT 1 FROM import_staging s WHERE s.job_id = %s AND s.user_id = u)
+               SELECT 1 FROM import_staging s WHERE s.upload_id = %s AND s.user_id = u)
            ORDER BY u""",
-        (members, job.id),
+        (members, upload_of(job)),
     )
-    removed = 0
+    removed = []
     if unlisted:
         _lock_users(unlisted)
         _end_expired(job.segment_id, unlisted)
-        removed = _remove(job.segment_id, unlisted, ("manual", "import"))
+        removed = _remove(job.segment_id, unlisted, ("manual", "import"), since=job.started_at)
+        opt_out([job.segment_id], removed)
     return BatchResult(
-        members[-1], len(members), len(members) < size, phase=UNLISTED, counts={"removed": removed}
+        members[-1],
+        len(members),
+        len(members) < size,
+        phase=UNLISTED,
+        counts={"removed": len(removed)},
     )
+
+
+def _expand_batch(job: Job) -> BatchResult:
+    """One of the upload's batches into import_staging, where each id is kept once and
+    indexed for the passes; then the listed pass starts."""
+    upload = upload_of(job)
+    batch = db.execute_sql(
+        "SELECT min(batch) FROM import_upload_batches WHERE upload_id = %s", (upload,)
+    ).fetchone()[0]
+    if batch is None:
+        return BatchResult(0, 0, False, phase=LISTED)
+    db.execute_sql(
+        """WITH taken AS (DELETE FROM import_upload_batches
+                          WHERE upload_id = %(upload)s AND batch = %(batch)s RETURNING ids)
+           INSERT INTO import_staging (upload_id, user_id)
+           SELECT %(upload)s, u FROM taken, unnest(taken.ids) u ORDER BY u
+           ON CONFLICT DO NOTHING""",
+        {"upload": upload, "batch": batch},
+    )
+    return BatchResult(0, 0, False, phase=EXPAND)
 
 
 def import_batch(job: Job, size: int) -> BatchResult:
     """One batch of an import job; the segment is share-locked for it, so a deletion or
-    percent change waits, and a segment deleted meanwhile ends the job."""
+    percent change waits, and a segment deleted meanwhile fails the job."""
     live = db.execute_sql(
         "SELECT 1 FROM segments WHERE id = %s AND deleted_at IS NULL FOR SHARE",
         (job.segment_id,),
     ).fetchone()
     if live is None:
-        return BatchResult(job.checkpoint, 0, True, phase=job.phase)
+        return BatchResult(job.checkpoint, 0, True, phase=job.phase, error=SEGMENT_DELETED)
     p = job.params
     options = ImportOptions(
         Action(p["action"]), p["active_time"], Mode(p["mode"]), p["create_users"]
     )
+    if job.phase == EXPAND:
+        return _expand_batch(job)
     if job.phase == UNLISTED:
         return _unlisted_batch(job, size)
     return _listed_batch(job, options, size)

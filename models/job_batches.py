@@ -18,6 +18,7 @@ class BatchResult(NamedTuple):
     phase: int = 0  # the pass the job continues in
     counts: dict[str, int] | None = None  # added to the job's result
     unknown: list[int] | None = None  # ids a batch did not find, for the result's sample
+    error: str | None = None  # set when finished: the job failed for this reason
 
 
 # The segment row is share-locked for the batch: a percent change or delete waits for

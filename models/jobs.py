@@ -17,7 +17,7 @@ from peewee import SQL, Case, fn
 from models import imports, job_batches, outbox
 from models.infra.db import db, read_only, unit_of_work
 from models.job_batches import BatchResult
-from models.tables import ImportStaging, Job, JobKind, JobState, Membership, User
+from models.tables import Job, JobKind, JobState, Membership, User
 
 # The one retry budget: a job fails for good after this many claims. The actor's own
 # Dramatiq retries are derived from it (workers/actors.py).
@@ -48,10 +48,8 @@ def _total(kind: JobKind, segment_id: int, job_id: int):
     """How much work the job has, as a subquery evaluated when it is first claimed."""
     if kind is JobKind.ASSIGN_AUTO:
         return User.select(fn.COUNT(SQL("*")))
-    if kind is JobKind.IMPORT:  # normally counted when the upload commits
-        return ImportStaging.select(fn.COUNT(ImportStaging.user.distinct())).where(
-            ImportStaging.job == job_id
-        )
+    if kind is JobKind.IMPORT:  # counted when the upload commits
+        return Job.select(Job.total).where(Job.id == job_id)
     return Membership.select(fn.COUNT(SQL("*"))).where(Membership.segment == segment_id)
 
 
@@ -74,12 +72,27 @@ def get_job(job_id: int) -> Job | None:
     return Job.get_or_none(Job.id == job_id)
 
 
+def _earlier_import():
+    """An unfinished import of the job's segment recorded before it: the job waits."""
+    Earlier = Job.alias("earlier")
+    return fn.EXISTS(
+        Earlier.select(SQL("1")).where(
+            Earlier.kind == JobKind.IMPORT.value,
+            Earlier.segment == Job.segment,
+            Earlier.id < Job.id,
+            Earlier.state.in_(UNFINISHED),
+        )
+    )
+
+
 @unit_of_work
 def claim_job(job_id: int, owner: str, lease_seconds: int) -> bool:
-    """Take the lease of a queued job, or of a running one whose holder went silent."""
-    claimable = (Job.state == JobState.QUEUED) | (
-        (Job.state == JobState.RUNNING) & (Job.lease_until < fn.now())
-    )
+    """Take the lease of a queued job, or of a running one whose holder went silent. An
+    import waits while an earlier import of its segment is unfinished (next_import)."""
+    claimable = (
+        (Job.state == JobState.QUEUED)
+        | ((Job.state == JobState.RUNNING) & (Job.lease_until < fn.now()))
+    ) & ~((Job.kind == JobKind.IMPORT.value) & _earlier_import())
     claimed = list(
         Job.update(
             state=JobState.RUNNING.value,
@@ -126,14 +139,13 @@ def advance_job(job_id: int, owner: str, batch_size: int, lease_seconds: int) ->
     if batch.counts is not None:
         changes["result"] = _add_counts(job.result, batch)
     if batch.finished:
-        # An import's staged ids are no longer needed (no-op for other kinds).
-        ImportStaging.delete().where(ImportStaging.job == job_id).execute()
+        _drop_staging(job)
         changes |= {
-            "state": JobState.DONE.value,
+            "state": JobState.FAILED.value if batch.error else JobState.DONE.value,
             "finished_at": fn.now(),
             "total": max(job.total or 0, done),
             "lease_owner": None,
-            "error": None,
+            "error": batch.error,
         }
     Job.update(changes).where(Job.id == job_id).execute()
     return batch.finished
@@ -181,8 +193,32 @@ def release_job(job_id: int, owner: str, error: str) -> str:
     if not released:
         return "lost"
     if released[0].state == JobState.FAILED:
-        ImportStaging.delete().where(ImportStaging.job == job_id).execute()
+        _drop_staging(Job.get_by_id(job_id))
     return released[0].state
+
+
+def _drop_staging(job: Job) -> None:
+    """An ended import's staged ids are no longer needed (no-op for other kinds)."""
+    if job.kind == JobKind.IMPORT:
+        imports.drop_staging(job)
+
+
+@read_only
+def next_import(job_id: int) -> int | None:
+    """The import of the same segment that waited for this one (send it when this ends)."""
+    ended = Job.select(Job.segment).where(Job.id == job_id, Job.kind == JobKind.IMPORT.value)
+    waiting = (
+        Job.select(Job.id)
+        .where(
+            Job.kind == JobKind.IMPORT.value,
+            Job.segment.in_(ended),
+            Job.id > job_id,
+            Job.state == JobState.QUEUED,
+        )
+        .order_by(Job.id)
+        .first()
+    )
+    return None if waiting is None else waiting.id
 
 
 @unit_of_work

@@ -154,23 +154,13 @@ class Job(BaseModel):
         table_name = "jobs"
 
 
-class ImportStaging(BaseModel):
-    """The ids of an upload, until its import job ends."""
-
-    job = pw.ForeignKeyField(Job, column_name="job_id")
-    user = pw.BigIntegerField(column_name="user_id")
-
-    class Meta:
-        table_name = "import_staging"
-        primary_key = False
-
-
 class ImportKey(BaseModel):
     """An upload's Idempotency-Key: a repeat of the same body gets the same job."""
 
     key = pw.TextField(primary_key=True)
     body_sha256 = pw.TextField()
     job = pw.ForeignKeyField(Job, column_name="job_id")
+    ids = pw.BigIntegerField(null=True)  # the distinct ids the first request staged
     created_at = pw.DateTimeField()
 
     class Meta:

@@ -64,8 +64,12 @@ CHECKS: dict[str, str] = {
         WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = h.user_id)
            OR NOT EXISTS (SELECT 1 FROM segments s WHERE s.id = h.segment_id)""",
     "staged_ids_of_an_ended_job": """
-        SELECT DISTINCT s.job_id FROM import_staging s JOIN jobs j ON j.id = s.job_id
-        WHERE j.state IN ('done', 'failed')""",
+        SELECT DISTINCT s.upload_id
+        FROM (SELECT upload_id FROM import_staging
+              UNION ALL SELECT upload_id FROM import_upload_batches) s
+        WHERE NOT EXISTS (SELECT 1 FROM jobs j
+                          WHERE j.kind = 'import' AND j.state IN ('queued', 'running')
+                            AND (j.params->>'upload')::bigint = s.upload_id)""",
     "auto_member_outside_bucket": """
         SELECT m.user_id, m.segment_id FROM memberships m
         JOIN segments s ON s.id = m.segment_id

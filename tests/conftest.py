@@ -53,8 +53,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 TABLES = (
-    "webhooks, import_keys, import_staging, history, jobs, segment_opt_outs, memberships, "
-    "segments, users, console_sessions"
+    "webhooks, import_keys, import_staging, import_upload_batches, history, jobs, "
+    "segment_opt_outs, memberships, segments, users, console_sessions"
 )
 
 

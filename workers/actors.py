@@ -52,7 +52,7 @@ def run_job(job_id: int) -> None:
                 log.warning("job %s: lease lost, another worker resumes it", job_id)
                 return
             if finished:
-                log.info("job %s done in %.1fs", job_id, time.monotonic() - started)
+                log.info("job %s ended in %.1fs", job_id, time.monotonic() - started)
                 break
             # Leave the database some room for the readers between two batches.
             time.sleep(settings.job_batch_pause)
@@ -62,9 +62,18 @@ def run_job(job_id: int) -> None:
         log.exception("job %s failed a batch; now %s", job_id, state)
         if state == "queued":
             raise  # Dramatiq retries with backoff; the job resumes from its checkpoint
+        _send_next_import(job_id)
         return
-    # Done: a failure here is no batch's (a retried message finds the job finished).
+    _send_next_import(job_id)
+    # Ended: a failure here is no batch's (a retried message finds the job finished).
     jobs.refresh_statistics(job_id)
+
+
+def _send_next_import(job_id: int) -> None:
+    """An import of the same segment that waited for this job can run now."""
+    waiting = jobs.next_import(job_id)
+    if waiting is not None:
+        enqueue_job(waiting)
 
 
 def sweep_expired() -> None:

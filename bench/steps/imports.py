@@ -28,17 +28,23 @@ def _ids_file(n: int) -> Path:
     return path
 
 
-def _service(b, path: Path, n: int, segment: str = SEGMENT, reads: bool = True) -> dict:
-    b.http.post("/segments", json={"segment": segment})
-    progress(f"imports: uploading {n:,} ids to {segment}")
-    sampler = RssSampler(b.procs["web"].pid)
+def upload(b, path: Path, segment: str) -> tuple[float, str]:
+    """POST the file to the segment with curl: the seconds to the answer, and the answer."""
     t0 = time.perf_counter()
     out = subprocess.run(
         ["curl", "-sS", "-XPOST", f"{b.url}/segments/{segment}/users",
          "-H", "Content-Type: text/csv", "--data-binary", f"@{path}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    upload = time.perf_counter() - t0
+    return time.perf_counter() - t0, out
+
+
+def _service(b, path: Path, n: int, segment: str = SEGMENT, reads: bool = True) -> dict:
+    b.http.post("/segments", json={"segment": segment})
+    progress(f"imports: uploading {n:,} ids to {segment}")
+    sampler = RssSampler(b.procs["web"].pid)
+    t0 = time.perf_counter()
+    upload_seconds, out = upload(b, path, segment)
     rss = sampler.stop()
     job_id = int(out.split('"job_id":')[1].split(",")[0])
     progress(f"imports: job running{', reads at 8 connections meanwhile' if reads else ''}")
@@ -48,7 +54,7 @@ def _service(b, path: Path, n: int, segment: str = SEGMENT, reads: bool = True) 
     total = time.perf_counter() - t0
     during = finish_reads()
     return {
-        "upload_seconds": round(upload, 2),
+        "upload_seconds": round(upload_seconds, 2),
         "total_seconds": round(total, 2),
         "job": {k: job[k] for k in ("state", "done", "total", "result")},
         "web_rss_growth_mb": rss,

@@ -69,6 +69,8 @@ class Settings:
     replica_max_lag_ms: int
     history_retention_months: int | None  # None: history is kept forever
     console_session_hours: float
+    import_max_uploads: int = 4  # uploads at once in one web process
+    import_max_uploads_total: int = 16  # uploads at once across every web process
 
     def connect_params(self) -> dict[str, str]:
         """libpq keywords for psycopg2, with the password merged in (never logged)."""
@@ -211,6 +213,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         console_session_hours=_number(
             env, "CONSOLE_SESSION_HOURS", 12, float, low=0.01, high=24 * 90
         ),
+        # Each upload holds a database connection while the client sends.
+        import_max_uploads=_number(env, "IMPORT_MAX_UPLOADS", 4, high=1000),
+        import_max_uploads_total=_number(env, "IMPORT_MAX_UPLOADS_TOTAL", 16, high=10_000),
     )
 
 

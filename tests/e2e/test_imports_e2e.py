@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import random
 import signal
+import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -81,19 +84,47 @@ def test_import_resumes_after_its_worker_is_killed(stack, sql):
     assert verify()["ok"]
 
 
-def test_an_upload_cut_off_half_way_records_nothing(web_only, sql):
-    import socket
-
-    web_only.http.post("/segments", json={"segment": "CUT"})
-    sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 100) g")
+@contextmanager
+def partial_upload(stack, segment: str, parts: int) -> Iterator[tuple[socket.socket, bytes]]:
+    """An upload of ``parts`` parts of 100 ids, of which the first is sent: the socket
+    and the part, to send more."""
+    stack.http.post("/segments", json={"segment": segment})
     part = b"".join(b"%d\n" % i for i in range(1, 101)) * 100
-    with socket.create_connection(("127.0.0.1", web_only.port)) as s:
+    with socket.create_connection(("127.0.0.1", stack.port)) as s:
         s.sendall(
-            b"POST /segments/CUT/users HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
-            b"Content-Length: %d\r\n\r\n" % (len(part) * 10) + part
+            b"POST /segments/%s/users HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+            b"Content-Length: %d\r\n\r\n" % (segment.encode(), len(part) * parts) + part
         )
         time.sleep(0.5)  # the server has staged what it got so far
+        yield s, part
+
+
+def test_an_upload_cut_off_half_way_records_nothing(web_only, sql):
+    sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 100) g")
+    with partial_upload(web_only, "CUT", 10):
+        pass
     time.sleep(1.5)
-    sql.execute("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM import_staging)")
+    sql.execute(
+        "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM import_staging) "
+        "+ (SELECT count(*) FROM import_upload_batches)"
+    )
     assert sql.fetchone() == (0, 0)
     assert web_only.http.get("/health").status_code == 200
+
+
+def test_an_upload_held_open_blocks_no_one(web_only, sql):
+    """Issue 18, item 4: the upload's transaction holds nothing another request waits
+    for; the segment is deleted meanwhile, so the upload ends 404 and records nothing."""
+    sql.execute("INSERT INTO users (id) SELECT g FROM generate_series(1, 100) g")
+    with partial_upload(web_only, "HELD", 2) as (s, part):
+        assert "segments_import_uploads 1.0" in web_only.http.get("/metrics").text
+        with httpx.Client(base_url=web_only.url, timeout=5) as c:
+            assert c.post("/users", json={"id": 1000}).status_code == 201
+            assert c.post("/segments", json={"segment": "A", "auto_percent": 5}).status_code == 201
+            assert c.patch("/segments", json={"segment": "HELD", "auto_percent": 5}).is_success
+            assert c.request("DELETE", "/segments", json={"segment": "HELD"}).is_success
+        s.sendall(part)
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
+    sql.execute("SELECT count(*) FROM jobs WHERE kind = 'import'")
+    assert sql.fetchone()[0] == 0

@@ -15,8 +15,20 @@ def setup_segment(client, name: str = "S", users=range(1, 11)) -> None:
 
 
 def staged(sql) -> tuple[int, int]:
-    sql.execute("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM import_staging)")
+    """(jobs, staged ids): in the upload's batches, or moved into import_staging."""
+    sql.execute(
+        "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM import_staging) + "
+        "(SELECT coalesce(sum(cardinality(ids)), 0) FROM import_upload_batches)"
+    )
     return sql.fetchone()
+
+
+def expand(job_id: int, owner: str) -> None:
+    """Run a claimed import's first pass: its upload's batches into import_staging."""
+    from models import imports, jobs
+
+    while jobs.get_job(job_id).phase == imports.EXPAND:
+        assert jobs.advance_job(job_id, owner, 1000, 30) is False
 
 
 def members(sql, name: str = "S") -> dict[int, str]:
@@ -181,12 +193,15 @@ def test_segment_deleted_while_its_import_runs(client, sql):
         "job_id"
     ]
     assert jobs.claim_job(job_id, "w", 30)
+    expand(job_id, "w")
     assert jobs.advance_job(job_id, "w", 2, 30) is False  # users 1 and 2 are in
     cleanup = client.request("DELETE", "/segments", json={"segment": "S"}).json()["job_id"]
     while not jobs.advance_job(job_id, "w", 2, 30):  # the import sees the deletion
         pass
     job = jobs.get_job(job_id)
-    assert job.state == "done" and job.result["added"] == 2
+    # Failed with its reason (issue 18, item 4), the adds it made kept and counted.
+    assert job.state == "failed" and job.result["added"] == 2
+    assert job.error == "the segment was deleted"
     run_job(cleanup)
     assert members(sql) == {}
     sql.execute("SELECT count(*) FROM memberships")

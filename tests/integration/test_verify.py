@@ -55,9 +55,9 @@ def test_cli_exit_code(state, sql):
         ),
         ("UPDATE memberships SET source = 'auto' WHERE user_id = 4", "auto_member_outside_bucket"),
         (
-            "WITH j AS (INSERT INTO jobs (kind, segment_id, state) SELECT 'import', id, 'done' "
-            "FROM segments LIMIT 1 RETURNING id) "
-            "INSERT INTO import_staging (job_id, user_id) SELECT id, 1 FROM j",
+            "WITH j AS (INSERT INTO jobs (kind, segment_id, state, params) "
+            """SELECT 'import', id, 'done', '{"upload": 1}' FROM segments LIMIT 1) """
+            "INSERT INTO import_staging (upload_id, user_id) VALUES (1, 1)",
             "staged_ids_of_an_ended_job",
         ),
     ],

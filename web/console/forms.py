@@ -15,7 +15,7 @@ from litestar.response import Redirect, Template
 
 from models import segments
 from models.errors import Invalid
-from models.imports import IdempotencyMismatch
+from models.uploads import IdempotencyMismatch, UploadsBusy
 from web import uploads
 from web.console.pages import error_page, page
 from web.console.session import OPEN
@@ -72,17 +72,20 @@ async def _file_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
 
 
 async def _text_chunks(text: str) -> AsyncIterator[bytes]:
-    yield text.encode()
+    """The pasted ids in the chunks a request body comes in: read like an upload, the
+    list is never copied or split whole."""
+    for at in range(0, len(text), CHUNK):
+        yield text[at : at + CHUNK].encode()
 
 
 def _ids_source(form) -> tuple[AsyncIterator[bytes], str]:
     """The uploaded file if one was chosen, else the pasted ids; and the list's format."""
-    upload = form.get("file")
+    upload = form.get("file")  # Litestar spools a file part to disk past 1 MiB
     if isinstance(upload, UploadFile) and upload.filename:
         json_file = upload.content_type == "application/json" or upload.filename.endswith(".json")
         return _file_chunks(upload), "application/json" if json_file else "text/plain"
-    text = _field(form, "ids")
-    if not text:
+    text = form.get("ids")
+    if not isinstance(text, str) or not text.strip():
         raise Invalid("choose a file of user ids or paste some ids, one per line")
     return _text_chunks(text), "text/plain"
 
@@ -110,6 +113,10 @@ async def import_users(request: Request, name: params.NamePath) -> Response:
     except IdempotencyMismatch:
         message = "This form was already sent with another list. Reload the page and try again."
         return error_page(request, 422, message)
+    except UploadsBusy:
+        busy = error_page(request, 503, "Too many uploads at once. Try again in a few seconds.")
+        busy.headers["Retry-After"] = str(uploads.RETRY_AFTER)
+        return busy
     return Redirect(f"/console/segments/{quote(name)}#jobs", status_code=303)
 
 

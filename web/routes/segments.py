@@ -9,8 +9,9 @@ from litestar.response import Stream
 
 from models import segments
 from models.errors import Invalid
-from models.imports import Action, IdempotencyMismatch, ImportOptions, Mode
+from models.imports import Action, ImportOptions, Mode
 from models.segments import SegmentView
+from models.uploads import IdempotencyMismatch, UploadsBusy
 from web import uploads
 from web.errors import error_response
 from web.methods import get_and_head, options_handler
@@ -28,6 +29,11 @@ from web.schemas import (
 )
 
 IMPORT_PARAMETERS = {"action", "active_time", "mode", "create_users"}
+
+
+def uploads_busy() -> Response:
+    message = "too many uploads at once: retry later"
+    return error_response(503, message, headers={"Retry-After": str(uploads.RETRY_AFTER)})
 
 
 def import_options(action: str, active_time: str | None, mode: str, create: str):
@@ -104,7 +110,8 @@ class SegmentController(Controller):
             **ERRORS,
             413: ResponseSpec(Error, description="Body over 64 MiB"),
             415: ResponseSpec(Error, description="Not text/csv, text/plain or JSON"),
-            422: ResponseSpec(Error, description="Idempotency-Key reused with another body"),
+            422: ResponseSpec(Error, description="Idempotency-Key reused for another request"),
+            503: ResponseSpec(Error, description="Every upload slot is taken: retry later"),
         },
         summary="Import a list of user ids into the segment (a job)",
     )
@@ -119,7 +126,8 @@ class SegmentController(Controller):
     ) -> Response[ImportAccepted]:
         """One id per line (text/csv, text/plain) or JSON {"ids": [...]}, up to 64 MiB,
         streamed into the database. 202 with the job; a repeated Idempotency-Key with the
-        same body answers 200 with the original job and starts nothing."""
+        same segment, options and body answers 200 with the original job and its count,
+        and starts nothing."""
         unknown = sorted(set(request.query_params) - IMPORT_PARAMETERS)
         if unknown:
             raise Invalid(f"unknown query parameters: {', '.join(unknown)}", parameters=unknown)
@@ -139,7 +147,11 @@ class SegmentController(Controller):
                 "text/csv, text/plain or application/json",
             )
         except IdempotencyMismatch:
-            return error_response(422, "this Idempotency-Key was used with another body")
+            return error_response(
+                422, "this Idempotency-Key was used for another request (segment, options or body)"
+            )
+        except UploadsBusy:
+            return uploads_busy()
         body = ImportAccepted(job_id=started.job_id, segment=name, ids=started.ids)
         return Response(body, status_code=200 if started.replayed else 202)
 
