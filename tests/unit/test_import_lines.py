@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from models.errors import Invalid
-from web.uploads import LineIds
+from web.upload_parsers import LineIds
 
 
 def test_one_header_line_is_taken():
     parser = LineIds()
-    assert parser.feed(b"\xef\xbb\xbfuser_id\r\n1\r\n2\n") == [1, 2]
+    assert parser.feed(b"\xef\xbb\xbfuser_id\r\n1\r\n2\n") == [b"1", b"2"]
     assert parser.end() == []
 
 
