@@ -16,8 +16,8 @@ from enum import StrEnum
 
 import psycopg2
 
-from models import segments  # the module: models.segments imports jobs, which imports this
-from models.db import db
+from models import audit, segments  # the module: models.segments imports jobs, which imports this
+from models.db import current_actor, db
 from models.errors import NotFound
 from models.events import change_with_events
 from models.job_batches import BatchResult
@@ -78,12 +78,18 @@ class Upload:
         row = self.cur.fetchone()
         if row is None:
             raise NotFound(f"segment {self.segment} not found", segment=self.segment)
+        options = asdict(self.options)
         self.cur.execute(
-            "INSERT INTO jobs (kind, segment_id, params) VALUES (%s, %s, %s) RETURNING id",
+            "INSERT INTO jobs (kind, segment_id, params, actor) VALUES (%s, %s, %s, %s) "
+            "RETURNING id",
             # StrEnum members are str: they are written as their values.
-            (JobKind.IMPORT.value, row[0], json.dumps(asdict(self.options))),
+            (JobKind.IMPORT.value, row[0], json.dumps(options), current_actor()),
         )
         self.job_id = self.cur.fetchone()[0]
+        details = {"segment": self.segment, "job_id": self.job_id, "options": options}
+        self.cur.execute(
+            audit.INSERT_SQL, audit.entry_params("import.start", self.segment, details)
+        )
 
     def feed(self, raw: bytes) -> None:
         """The body's bytes as received, for the Idempotency-Key's comparison."""

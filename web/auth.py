@@ -1,37 +1,162 @@
-"""Optional bearer-token access control (API_TOKEN). /health and /ready stay open, so
-orchestrators can probe without the secret."""
+"""Who is calling and what they may do: every route declares the scope it needs in its
+``opt`` (``opt={SCOPE: "read"}``; ``PUBLIC`` for /health and /ready), and one guard
+checks the bearer credential against it (docs/keys.md has the table).
+
+``API_TOKEN`` is the root (every scope, actor ``root``); API keys are checked against
+this process's keyring, with no database round trip. Without ``API_TOKEN`` the service
+is open: every caller is ``anonymous`` with every scope.
+"""
 
 from __future__ import annotations
 
 import hmac
+import logging
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+from anyio import to_thread
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import (
+    NotAuthorizedException,
+    PermissionDeniedException,
+    TooManyRequestsException,
+)
 from litestar.handlers.base import BaseRouteHandler
+from prometheus_client import Counter
 
-PUBLIC = "public"
+from models.db import set_actor
+from models.errors import Invalid
+from models.keys import KEY_START
+from models.tables import Scope
+from web.keyring import Keyring
+from web.throttle import Throttle
+
+SCOPE = "scope"  # handler opt: the scope a route needs
+PUBLIC = "public"  # its value for a route anyone may call
+ROOT = "root"
+ANONYMOUS = "anonymous"
+# Names a key might be put under in a query string, where logs and proxies keep it.
+_QUERY_KEY = re.compile(r"(?:^|&)(?:api_?key|key|token|access_token)=|sgk_", re.IGNORECASE)
+log = logging.getLogger("web.auth")
+
+FAILURES = Counter(
+    "segments_auth_failures_total",
+    "Refused credentials by reason (missing, unknown, scope, throttled, query)",
+    ["reason"],
+)
 
 
-def token_guard(
-    token: str, also_allowed: Callable[[ASGIConnection], Awaitable[bool]] | None = None
-):
-    """A guard wanting the bearer token, except on public handlers and where
-    ``also_allowed`` says yes (the console's session, on the docs pages: asked only
-    when the bearer is missing or wrong, as it may read the database)."""
-    expected = f"Bearer {token}".encode()
+@dataclass(frozen=True)
+class Caller:
+    actor: str
+    scope: Scope
+    key_id: int | None = None  # None: API_TOKEN, or open mode
 
-    async def require_token(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-        if handler.opt.get(PUBLIC):
-            return
-        given = connection.headers.get("authorization", "").encode()
-        # Constant-time: the comparison takes as long whatever prefix matches.
-        if not hmac.compare_digest(given, expected) and not (
-            also_allowed and await also_allowed(connection)
-        ):
-            # RFC 6750 (3): a 401 names the scheme the client must use.
-            raise NotAuthorizedException(
-                "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+
+OPEN_CALLER = Caller(ANONYMOUS, Scope.ADMIN)
+
+
+def bearer(header: str) -> str:
+    """The credential of an ``Authorization: Bearer ...`` header (scheme in any case)."""
+    scheme, _, credential = header.strip().partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" else ""
+
+
+class Authenticator:
+    """The root token and this process's keyring, and the throttle on failures."""
+
+    def __init__(self, token: str | None, keyring: Keyring | None, throttle: Throttle) -> None:
+        self.token = token
+        self.keyring = keyring
+        self.throttle = throttle
+
+    @property
+    def enabled(self) -> bool:
+        return self.token is not None
+
+    def known(self, credential: str) -> Caller | None:
+        """The caller a credential this process knows belongs to (no database)."""
+        if not credential or self.token is None:
+            return None
+        if hmac.compare_digest(credential.encode(), self.token.encode()):
+            return Caller(ROOT, Scope.ADMIN)
+        found = self.keyring.find(credential) if self.keyring else None
+        return Caller(found.actor, found.scope, found.id) if found else None
+
+    async def identify(self, credential: str) -> Caller | None:
+        """``known``, or for a key made a moment ago elsewhere, after a version check."""
+        caller = self.known(credential)
+        if caller is None and credential.startswith(KEY_START) and self.keyring:
+            found = await to_thread.run_sync(self.keyring.find_or_recheck, credential)
+            caller = Caller(found.actor, found.scope, found.id) if found else None
+        return caller
+
+    def refuse(self, address: str, reason: str, where: str) -> None:
+        """Count and log a refused credential (never the credential itself)."""
+        FAILURES.labels(reason).inc()
+        self.throttle.failed(address)
+        log.warning("authentication refused (%s) from %s on %s", reason, address, where)
+
+    def check_throttle(self, address: str) -> None:
+        wait = self.throttle.blocked(address)
+        if wait:
+            FAILURES.labels("throttled").inc()
+            raise TooManyRequestsException(
+                "too many failed authentications from this address: try again later",
+                headers={"Retry-After": str(wait)},
             )
 
-    return require_token
+
+def _address(connection: ASGIConnection) -> str:
+    client = connection.scope.get("client")
+    return client[0] if client else "unknown"
+
+
+def needed_scope(handler: BaseRouteHandler) -> str:
+    # A route that forgot its scope is admin-only (tests/unit/test_scopes.py fails first).
+    return handler.opt.get(SCOPE, Scope.ADMIN.value)
+
+
+def access_guard(
+    auth: Authenticator, also_allowed: Callable[[ASGIConnection], Awaitable[bool]] | None = None
+):
+    """The guard of every API route; ``also_allowed`` may open a route without a bearer
+    (the console's session, on the docs pages: asked only when the bearer is missing)."""
+
+    async def require_scope(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+        needed = needed_scope(handler)
+        if needed == PUBLIC:
+            return
+        if not auth.enabled:
+            set_actor(ANONYMOUS)
+            connection.state.caller = OPEN_CALLER
+            return
+        if _QUERY_KEY.search(connection.scope.get("query_string", b"").decode("latin-1")):
+            FAILURES.labels("query").inc()
+            raise Invalid("send the key in the Authorization header, never in the URL")
+        address = _address(connection)
+        auth.check_throttle(address)
+        credential = bearer(connection.headers.get("authorization", ""))
+        caller = await auth.identify(credential)
+        if caller is None:
+            if also_allowed and not credential and await also_allowed(connection):
+                return
+            auth.refuse(address, "unknown" if credential else "missing", connection.url.path)
+            # RFC 6750 (3): a 401 names the scheme the client must use.
+            raise NotAuthorizedException(
+                "missing, unknown, expired or revoked bearer key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not caller.scope.allows(Scope(needed)):
+            FAILURES.labels("scope").inc()
+            raise PermissionDeniedException(
+                f"this route needs the {needed!r} scope; {caller.actor} has {caller.scope.value!r}"
+            )
+        set_actor(caller.actor)
+        connection.state.caller = caller
+
+    return require_scope
+
+
+READ, WRITE, ADMIN = Scope.READ, Scope.WRITE, Scope.ADMIN

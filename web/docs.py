@@ -17,7 +17,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
-from web.auth import PUBLIC
+from web.auth import PUBLIC, SCOPE
 
 ASSETS = "/docs/assets"
 SCALAR_DIR = Path(__file__).parent / "vendor" / "scalar"
@@ -61,7 +61,7 @@ def asset_routers() -> list[Router]:
             f"{ASSETS}/{name}",
             [directory],
             name=f"docs-{name}",
-            opt={PUBLIC: True},
+            opt={SCOPE: PUBLIC},
             cache_control=cache,
         )
         for name, directory in (("swagger-ui", Path(swagger_ui_path)), ("scalar", SCALAR_DIR))

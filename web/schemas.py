@@ -132,6 +132,7 @@ class MembershipDetail(msgspec.Struct):
     source: str
     added_at: datetime
     expires_at: datetime | None
+    added_by: str  # root, key:<name>, anonymous, system; unknown before it was recorded
 
 
 class UserMemberships(msgspec.Struct):
