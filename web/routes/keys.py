@@ -121,7 +121,7 @@ class KeyController(Controller):
         responses=ERRORS,
         summary="A new key with the same name and scope; the old one works for grace_seconds",
     )
-    def rotate(self, key_id: params.IdPath, data: JSONBody[KeyRotate | None] = None) -> Key:
-        data = data or KeyRotate()
+    def rotate(self, key_id: params.IdPath, data: JSONBody[KeyRotate]) -> Key:
+        """Body ``{}`` for the defaults (an hour's grace, no expiry)."""
         made = keys.rotate_key(_id(key_id), data.grace_seconds, _future(data.expires_at))
         return _key(made)
