@@ -1,5 +1,6 @@
-"""The console's login: with API_TOKEN set, a person gives the token once and keeps a
-signed session cookie.
+"""The console's login: with API_TOKEN set, a person gives the token or an API key once
+and keeps a signed session cookie; the session acts with that key's scope and ends
+when the key is revoked or expires (docs/keys.md).
 
 The cookie is ``<expiry>.<nonce>.<HMAC-SHA256 of both>``, keyed by a key derived from
 API_TOKEN, and the session lasts while its nonce has a row in ``console_sessions``
@@ -9,8 +10,8 @@ a person end every session at once. A restart, or another web process, keeps eve
 logged in; changing API_TOKEN logs everyone out (README, Decisions). The cookie is
 HttpOnly, SameSite=Strict, and Secure when the request came over https (the app trusts
 no proxy headers, so the scheme is the connection's). It opens the console and lets its
-holder read the API docs (GET /docs...); every other API route still wants the bearer
-token.
+holder read the API docs (GET /docs...); every other API route still wants a bearer
+key.
 """
 
 from __future__ import annotations
