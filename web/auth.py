@@ -27,7 +27,7 @@ from prometheus_client import Counter
 
 from models.db import set_actor
 from models.errors import Invalid
-from models.keys import KEY_START
+from models.keys import KEY_START, LiveKey
 from models.tables import Scope
 from web.keyring import Keyring
 from web.throttle import Throttle
@@ -55,6 +55,7 @@ class Caller:
 
 
 OPEN_CALLER = Caller(ANONYMOUS, Scope.ADMIN)
+ROOT_CALLER = Caller(ROOT, Scope.ADMIN)
 
 
 def bearer(header: str) -> str:
@@ -68,8 +69,10 @@ class Authenticator:
 
     def __init__(self, token: str | None, keyring: Keyring | None, throttle: Throttle) -> None:
         self.token = token
+        self._token = token.encode() if token else b""
         self.keyring = keyring
         self.throttle = throttle
+        self._callers: dict[str, Caller] = {}  # by key hash: one Caller per key, reused
 
     @property
     def enabled(self) -> bool:
@@ -79,17 +82,30 @@ class Authenticator:
         """The caller a credential this process knows belongs to (no database)."""
         if not credential or self.token is None:
             return None
-        if hmac.compare_digest(credential.encode(), self.token.encode()):
-            return Caller(ROOT, Scope.ADMIN)
+        if hmac.compare_digest(credential.encode(), self._token):
+            return ROOT_CALLER
         found = self.keyring.find(credential) if self.keyring else None
-        return Caller(found.actor, found.scope, found.id) if found else None
+        return self._caller(found) if found else None
+
+    def _caller(self, found: LiveKey) -> Caller:
+        caller = self._callers.get(found.hash)
+        if caller is None:
+            caller = self._callers[found.hash] = Caller(found.actor, found.scope, found.id)
+        return caller
 
     async def identify(self, credential: str) -> Caller | None:
         """``known``, or for a key made a moment ago elsewhere, after a version check."""
         caller = self.known(credential)
-        if caller is None and credential.startswith(KEY_START) and self.keyring:
+        if caller is None:
+            caller = await self.recheck(credential)
+        return caller
+
+    async def recheck(self, credential: str) -> Caller | None:
+        """A key this process does not know, once more after checking the version."""
+        caller = None
+        if credential.startswith(KEY_START) and self.keyring:
             found = await to_thread.run_sync(self.keyring.find_or_recheck, credential)
-            caller = Caller(found.actor, found.scope, found.id) if found else None
+            caller = self._caller(found) if found else None
         return caller
 
     def refuse(self, address: str, reason: str, where: str) -> None:
@@ -151,7 +167,8 @@ def access_guard(
             raise Invalid("send the key in the Authorization header, never in the URL")
         address = _address(connection)
         auth.check_throttle(address)
-        caller = await auth.identify(bearer(_authorization(scope)))
+        credential = bearer(_authorization(scope))
+        caller = auth.known(credential) or await auth.recheck(credential)
         if caller is None:
             given = bool(_authorization(scope))
             if also_allowed and not given and await also_allowed(connection):
@@ -162,7 +179,7 @@ def access_guard(
                 "missing, unknown, expired or revoked bearer key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if not caller.scope.allows(Scope(needed)):
+        if not caller.scope.allows(needed):
             FAILURES.labels("scope").inc()
             raise PermissionDeniedException(
                 f"this route needs the {needed!r} scope; {caller.actor} has {caller.scope.value!r}"

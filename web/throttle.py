@@ -37,6 +37,8 @@ class Throttle:
 
     def blocked(self, address: str) -> int:
         """Seconds until the address may try again; 0 when it may now."""
+        if address not in self._failures:  # the usual case, without reading the clock
+            return 0
         now = time.monotonic()
         failures = self._recent(address, now)
         if failures is None or len(failures) < self.limit:

@@ -125,3 +125,18 @@ def test_audit_filters_and_pages(locked_client, team):
     assert {e["action"] for e in mine} == {"key.create"}
     for query in ("limit=0", "limit=1001", "after=-1", "action=segment.explode"):
         assert api.get(f"/audit?{query}", headers=ROOT).status_code == 400, query
+
+
+def test_an_import_is_audited_and_its_events_carry_the_importer(locked_client, team, sql):
+    api = locked_client
+    started = api.post(
+        "/segments/A/users",
+        content=b"7\n",
+        headers={**team["writer"], "Content-Type": "text/plain"},
+    )
+    assert started.status_code == 202, started.text
+    drain()
+    sql.execute("SELECT reason, actor FROM history")
+    assert sql.fetchall() == [("import", "key:checkout")]
+    sql.execute("SELECT actor, target, details->>'job_id' FROM audit WHERE action = 'import.start'")
+    assert sql.fetchall() == [("key:checkout", "A", str(started.json()["job_id"]))]
