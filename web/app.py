@@ -89,7 +89,9 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
         openapi_config=OpenAPIConfig(
             title="User segmentation service",
             version="1.0.0",
-            openapi_router=Router("/docs", route_handlers=[], opt={SCOPE: READ}),
+            openapi_router=Router(
+                "/docs", route_handlers=[], opt={SCOPE: READ}, include_in_schema=False
+            ),
             render_plugins=docs.render_plugins(),
         ),
         template_config=console.template_config(),

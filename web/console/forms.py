@@ -144,7 +144,7 @@ async def log_in(request: Request) -> Response:
     caller = await auth.identify(_field(form, "token"))
     if caller is None:
         auth.refuse(address, "console", "/console/login")
-        return login_page(request, target, "That token or key is not right.", status=401)
+        return login_page(request, target, "That token is not right.", status=401)
     return await sessions.log_in(request, Redirect(target, status_code=303), caller)
 
 
