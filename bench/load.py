@@ -4,6 +4,7 @@ missing. Every generator returns the same summary: rps, p50/p90/p99/max in ms, e
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -88,7 +89,9 @@ def python_load(url: str, conns: int, stop: threading.Event, one: Callable, args
     def worker(i: int) -> None:
         rng = random.Random(i)
         shifted = [*args[:3], str(int(args[3]) + i * 1_000_000_000)] if len(args) > 3 else args
-        with httpx.Client(base_url=url, timeout=10) as c:
+        auth = os.environ.get("BENCH_AUTHORIZATION")  # --key-scope: the run's key
+        headers = {"Authorization": auth} if auth else {}
+        with httpx.Client(base_url=url, timeout=10, headers=headers) as c:
             while not stop.is_set():
                 t = time.perf_counter()
                 ok = one(c, rng, shifted)

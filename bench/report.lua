@@ -1,5 +1,10 @@
 -- Loaded by reads.lua and writes.lua: prints one line "BENCH_JSON {...}" with
 -- throughput and latency percentiles (µs), which bench/run.py parses.
+-- With --key-scope, every request carries the key bench/run.py made (docs/keys.md).
+local authorization = os.getenv("BENCH_AUTHORIZATION")
+if authorization then
+  wrk.headers["Authorization"] = authorization
+end
 function done(summary, latency, requests)
   local secs = summary.duration / 1e6
   io.write(string.format(

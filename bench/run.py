@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -61,10 +62,14 @@ class Bench:
             "PYTHONUNBUFFERED": "1",
         }
         self.env.pop("LOG_FILE_PATH", None)
+        if args.key_scope:
+            # Auth on: the steps' own calls go as root, the load with a key of that scope.
+            self.env["API_TOKEN"] = secrets.token_urlsafe(24)
         self.procs: dict[str, Proc] = {}
         self.results: dict = {}
         self.rows: list[str] = []
-        self.http = httpx.Client(base_url=self.url, timeout=60)
+        root = {"Authorization": f"Bearer {self.env['API_TOKEN']}"} if args.key_scope else {}
+        self.http = httpx.Client(base_url=self.url, timeout=60, headers=root)
         self.meta: dict = {}
 
     def start(self, name: str, **env: str) -> Proc:
@@ -129,6 +134,8 @@ class Bench:
         self.clear_queue()
         progress(f"starting web ({self.url}) and worker; logs in {self.tmp}")
         self.start("web").wait_http(self.url)
+        if self.args.key_scope:
+            self.use_key(self.args.key_scope)
         self.start("worker")
         try:
             for step in STEPS:
@@ -141,6 +148,14 @@ class Bench:
             self.http.close()
             generate.reset(self.dsn)
         return self.report(started)
+
+    def use_key(self, scope: str) -> None:
+        """Make a key of ``scope``; wrk and the Python client send it (BENCH_AUTHORIZATION)."""
+        name = f"bench-{scope}-{secrets.token_hex(4)}"
+        made = self.http.post("/keys", json={"name": name, "scope": scope})
+        made.raise_for_status()
+        os.environ["BENCH_AUTHORIZATION"] = f"Bearer {made.json()['key']}"
+        progress(f"load requests carry a {scope} key ({made.json()['prefix']}...)")
 
     def run_step(self, step: str) -> None:
         """Run a step; if web or worker died meanwhile (on a shared machine someone may
@@ -242,6 +257,8 @@ def main() -> None:
     ap.add_argument("--csv-months", default="main,probe", help="the csv step's months: "
                     "main (5 events per user), probe (1M events at any N)")  # fmt: skip
     ap.add_argument("--python-client", action="store_true", help="use httpx threads, not wrk")
+    ap.add_argument("--key-scope", choices=["read", "write", "admin"], help="set API_TOKEN "
+                    "and send the load with a key of this scope")  # fmt: skip
     ap.add_argument(
         "--wait-quiet",
         type=float,

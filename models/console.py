@@ -10,10 +10,20 @@ from datetime import UTC, datetime, timedelta
 
 from peewee import JOIN, fn
 
+from models import audit
 from models.errors import NotFound
-from models.infra.db import fetchall, read_only, unit_of_work
+from models.infra.db import current_actor, fetchall, read_only, unit_of_work
 from models.months import month_bounds
-from models.tables import ConsoleSession, HistoryEvent, Job, JobState, Membership, Segment
+from models.tables import (
+    ApiKey,
+    ConsoleSession,
+    HistoryEvent,
+    Job,
+    JobState,
+    Membership,
+    Scope,
+    Segment,
+)
 
 TIMELINE_LIMIT = 1000  # events shown on a page; the CSV has them all
 SERIES_POINTS = 60
@@ -25,6 +35,7 @@ class TimelineEvent:
     segment: str
     operation: str
     reason: str
+    actor: str
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,11 @@ def user_timeline(user_id: int, year: int, month: int) -> list[TimelineEvent]:
     start, end = month_bounds(year, month)
     query = (
         HistoryEvent.select(
-            HistoryEvent.at, Segment.name, HistoryEvent.operation, HistoryEvent.reason
+            HistoryEvent.at,
+            Segment.name,
+            HistoryEvent.operation,
+            HistoryEvent.reason,
+            HistoryEvent.actor,
         )
         .join(Segment)
         .where(HistoryEvent.user == user_id, HistoryEvent.at >= start, HistoryEvent.at < end)
@@ -173,22 +188,48 @@ def job_view(job_id: int) -> JobView | None:
     return found[0] if found else None
 
 
+@dataclass(frozen=True)
+class SessionHolder:
+    """Who a console session belongs to: a key, or the root (API_TOKEN) when key_id
+    is None."""
+
+    key_id: int | None
+    name: str | None
+    scope: str
+
+
 @unit_of_work
-def start_session(nonce: str, expires_at: datetime) -> None:
-    """Record a console login; expired sessions are cleared as new ones start, so the
-    table holds about one row per person logged in."""
+def start_session(nonce: str, expires_at: datetime, key_id: int | None) -> None:
+    """Record a console login (and audit it); expired sessions are cleared as new ones
+    start, so the table holds about one row per person logged in."""
     ConsoleSession.delete().where(ConsoleSession.expires_at < fn.now()).execute()
-    ConsoleSession.insert(nonce=nonce, expires_at=expires_at).execute()
+    ConsoleSession.insert(nonce=nonce, expires_at=expires_at, key=key_id).execute()
+    audit.record("console.login", current_actor(), {"session_ends": expires_at.isoformat()})
 
 
 @read_only
-def session_lasts(nonce: str) -> bool:
-    """Whether the session was started here, not ended since, and is not past its end."""
-    return (
-        ConsoleSession.select()
-        .where(ConsoleSession.nonce == nonce, ConsoleSession.expires_at > fn.now())
-        .exists()
+def session_holder(nonce: str) -> SessionHolder | None:
+    """Who holds the session, if it was started here, not ended since, not past its end,
+    and its key (if any) is neither revoked nor expired."""
+    row = (
+        ConsoleSession.select(ConsoleSession.key, ApiKey.name, ApiKey.scope)
+        .join(ApiKey, JOIN.LEFT_OUTER)
+        .where(
+            ConsoleSession.nonce == nonce,
+            ConsoleSession.expires_at > fn.now(),
+            ConsoleSession.key.is_null()
+            | (
+                ApiKey.revoked_at.is_null()
+                & (ApiKey.expires_at.is_null() | (ApiKey.expires_at > fn.now()))
+            ),
+        )
+        .tuples()
+        .first()
     )
+    if row is None:
+        return None
+    key_id, name, scope = row
+    return SessionHolder(key_id, name, scope or Scope.ADMIN.value)
 
 
 @unit_of_work

@@ -14,6 +14,8 @@ from models.months import month_bounds
 from models.partitions import kept_from
 
 CSV_HEADER = "user_id;segment;operation;timestamp;reason\n"
+# With actor=true: who caused each event, as a sixth column.
+CSV_HEADER_ACTOR = "user_id;segment;operation;timestamp;reason;actor\n"
 BATCH = 20_000
 
 # OWASP's defence against CSV injection: a cell starting with = + - @ tab or CR is a
@@ -45,7 +47,8 @@ BATCH_SQL = f"""
         SELECT h.at, h.id,
                h.user_id || ';' || {SEGMENT_CELL} || ';' || h.operation || ';'
                || to_char(h.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-               || ';' || h.reason || E'\\n' AS line
+               || ';' || h.reason
+               || CASE WHEN %(actor)s THEN ';' || h.actor ELSE '' END || E'\\n' AS line
         FROM history h JOIN segments s ON s.id = h.segment_id
         WHERE h.at >= %(start)s AND h.at < %(end)s
           AND (%(user)s::bigint IS NULL OR h.user_id = %(user)s)
@@ -60,9 +63,14 @@ BATCH_SQL = f"""
 
 
 def batch_params(
-    user_id: int | None, start: datetime, end: datetime, after: tuple | None = None
+    user_id: int | None,
+    start: datetime,
+    end: datetime,
+    after: tuple | None = None,
+    actor: bool = False,
 ) -> dict:
     return {
+        "actor": actor,
         "start": start,
         "end": end,
         "user": user_id,
@@ -73,18 +81,19 @@ def batch_params(
 
 
 @replica_read
-def _batch(user_id: int | None, start: datetime, end: datetime, after: tuple | None) -> tuple:
-    return fetchone(BATCH_SQL, batch_params(user_id, start, end, after))
+def _batch(params: dict) -> tuple:
+    return fetchone(BATCH_SQL, params)
 
 
-def history_csv(user_id: int | None, year: int, month: int) -> Iterator[str]:
-    """Yields the header, then one chunk of lines per batch. Each batch borrows its own
-    connection, so a slow client never holds one between batches."""
+def history_csv(user_id: int | None, year: int, month: int, actor: bool = False) -> Iterator[str]:
+    """Yields the header, then one chunk of lines per batch (with ``actor``, a sixth
+    column). Each batch borrows its own connection, so a slow client never holds one
+    between batches."""
     start, end = month_bounds(year, month)
-    yield CSV_HEADER
+    yield CSV_HEADER_ACTOR if actor else CSV_HEADER
     after = None
     while True:
-        text, count, last_at, last_id = _batch(user_id, start, end, after)
+        text, count, last_at, last_id = _batch(batch_params(user_id, start, end, after, actor))
         if count:
             yield text
         if count < BATCH:

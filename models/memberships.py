@@ -68,6 +68,7 @@ class MembershipView:
     source: str
     added_at: datetime
     expires_at: datetime | None
+    added_by: str
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,11 @@ def user_memberships(user_id: int) -> list[MembershipView] | None:
         return None
     query = (
         Membership.select(
-            Segment.name, Membership.source, Membership.added_at, Membership.expires_at
+            Segment.name,
+            Membership.source,
+            Membership.added_at,
+            Membership.expires_at,
+            Membership.added_by,
         )
         .join(Segment)
         .where(Membership.user == user_id, Membership.is_live())

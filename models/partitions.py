@@ -41,7 +41,7 @@ MAINTENANCE_LOCK = 7_301_985_552
 # would queue every insert behind it. Give up instead: the next tick tries again.
 LOCK_TIMEOUT = "2s"
 
-COLUMNS = "id, user_id, segment_id, operation, reason, at, txid"
+COLUMNS = "id, user_id, segment_id, operation, reason, at, txid, actor"
 
 
 def kept_from(today: date, retention_months: int | None) -> date | None:

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from peewee import JOIN, fn
 
-from models import jobs
+from models import audit, jobs
 from models.buckets import new_salt, threshold
 from models.errors import Conflict, NotFound
 from models.infra.db import fetchone, reader, unit_of_work
@@ -65,6 +65,7 @@ def create_segment(name: str, auto_percent: Decimal) -> SegmentView:
     if auto_percent > 0:
         params = {"low": 0, "high": threshold(auto_percent), "reason": Reason.AUTO.value}
         job_id = jobs.create_job(JobKind.ASSIGN_AUTO, segment.id, params)
+    audit.record("segment.create", name, {"after": {"auto_percent": str(segment.auto_percent)}})
     return _view(segment, job_id)
 
 
@@ -81,6 +82,7 @@ def delete_segment(name: str) -> SegmentView:
     if segment is None:
         raise NotFound(f"segment {name} not found", segment=name)
     Segment.update(deleted_at=fn.clock_timestamp()).where(Segment.id == segment.id).execute()
+    audit.record("segment.delete", name, {"before": {"auto_percent": str(segment.auto_percent)}})
     return _view(segment, jobs.create_job(JobKind.CLEANUP_SEGMENT, segment.id, {}))
 
 
@@ -94,7 +96,16 @@ def change_percent(name: str, auto_percent: Decimal) -> SegmentView:
         raise NotFound(f"segment {name} not found", segment=name)
     old_t, new_t = threshold(segment.auto_percent), threshold(auto_percent)
     Segment.update(auto_percent=auto_percent).where(Segment.id == segment.id).execute()
+    before = segment.auto_percent
     segment.auto_percent = Decimal(auto_percent).quantize(Decimal("0.01"))
+    audit.record(
+        "segment.percent",
+        name,
+        {
+            "before": {"auto_percent": str(before)},
+            "after": {"auto_percent": str(segment.auto_percent)},
+        },
+    )
     job_id = None
     if new_t > old_t:
         params = {"low": old_t, "high": new_t, "reason": Reason.PERCENT_CHANGE.value}

@@ -85,6 +85,7 @@ class Membership(BaseModel):
     source = pw.TextField(choices=[(s.value, s.value) for s in Source])
     added_at = pw.DateTimeField()
     expires_at = pw.DateTimeField(null=True)
+    added_by = pw.TextField()
 
     class Meta:
         table_name = "memberships"
@@ -125,6 +126,7 @@ class HistoryEvent(BaseModel):
     operation = pw.TextField()
     reason = pw.TextField()
     at = pw.DateTimeField()
+    actor = pw.TextField()
 
     class Meta:
         table_name = "history"
@@ -149,6 +151,7 @@ class Job(BaseModel):
     started_at = pw.DateTimeField(null=True)
     finished_at = pw.DateTimeField(null=True)
     updated_at = pw.DateTimeField()
+    actor = pw.TextField()  # who started it: every event it writes carries it
 
     class Meta:
         table_name = "jobs"
@@ -186,10 +189,54 @@ class Webhook(BaseModel):
         table_name = "webhooks"
 
 
+class Scope(StrEnum):
+    """What a key may do; each includes the ones before it."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+    def allows(self, needed: Scope) -> bool:
+        return _RANK[self] >= _RANK[needed]
+
+
+_RANK = {scope: rank for rank, scope in enumerate(Scope)}
+
+
+class ApiKey(BaseModel):
+    id = pw.BigAutoField()
+    name = pw.TextField()
+    scope = pw.TextField(choices=[(s.value, s.value) for s in Scope])
+    prefix = pw.TextField()  # the key's first characters, shown to tell keys apart
+    hash = pw.TextField()  # hex SHA-256 of the key; the key itself is never stored
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField(null=True)
+    last_used_at = pw.DateTimeField(null=True)
+    revoked_at = pw.DateTimeField(null=True)
+    rotated_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "api_keys"
+
+
+class AuditEntry(BaseModel):
+    id = pw.BigAutoField()
+    at = pw.DateTimeField()
+    actor = pw.TextField()
+    action = pw.TextField()
+    target = pw.TextField()
+    details = BinaryJSONField()
+    request_id = pw.TextField(null=True)
+
+    class Meta:
+        table_name = "audit"
+
+
 class ConsoleSession(BaseModel):
     nonce = pw.TextField(primary_key=True)
     created_at = pw.DateTimeField()
     expires_at = pw.DateTimeField()
+    key = pw.ForeignKeyField(ApiKey, column_name="key_id", null=True)  # None: API_TOKEN
 
     class Meta:
         table_name = "console_sessions"

@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass
 
 import psycopg2
 
-from models import outbox
+from models import audit, outbox
 from models.errors import NotFound
 from models.events import promise_no_history
 from models.imports import EXPAND, ImportOptions
+from models.infra.db import current_actor
 from models.infra.settings import active
 from models.tables import JobKind
 
@@ -117,15 +118,26 @@ class Upload:
         params = {**asdict(self.options), "upload": self.upload_id}
         staged = self._distinct()
         self.cur.execute(
-            "INSERT INTO jobs (kind, segment_id, params, total, phase) "
-            "SELECT %s, id, %s, %s, %s FROM segments WHERE name = %s AND deleted_at IS NULL "
+            "INSERT INTO jobs (kind, segment_id, params, total, phase, actor) "
+            "SELECT %s, id, %s, %s, %s, %s FROM segments WHERE name = %s AND deleted_at IS NULL "
             "RETURNING id",
-            (JobKind.IMPORT.value, json.dumps(params), staged, EXPAND, self.segment),
+            (
+                JobKind.IMPORT.value,
+                json.dumps(params),
+                staged,
+                EXPAND,
+                current_actor(),
+                self.segment,
+            ),
         )
         row = self.cur.fetchone()
         if row is None:
             raise _not_found(self.segment)
         job_id = row[0]
+        details = {"segment": self.segment, "job_id": job_id, "options": asdict(self.options)}
+        self.cur.execute(
+            audit.INSERT_SQL, audit.entry_params("import.start", self.segment, details)
+        )
         if self.key is not None:
             self.cur.execute(
                 "INSERT INTO import_keys (key, body_sha256, job_id, ids) VALUES (%s, %s, %s, %s) "

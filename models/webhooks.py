@@ -31,6 +31,7 @@ from datetime import datetime
 
 from peewee import SQL, fn
 
+from models import audit
 from models.errors import NotFound
 from models.events import NO_HISTORY
 from models.infra.db import db, read_only, unit_of_work
@@ -110,7 +111,14 @@ def create_webhook(url: str, segments: list[str] | None, secret: str | None) -> 
         .returning(Webhook)
         .execute()
     )
-    return _view(next(iter(hook)), pending=0, secret=secret)
+    made = next(iter(hook))
+    audit.record("webhook.create", f"webhook:{made.id}", {"after": _settings(made)})
+    return _view(made, pending=0, secret=secret)
+
+
+def _settings(hook: Webhook) -> dict:
+    """What an audit entry keeps of a webhook: never its secret."""
+    return {"url": hook.url, "segments": hook.segments}
 
 
 def _found(webhook_id: int) -> Webhook:
@@ -138,6 +146,7 @@ def get_webhook(webhook_id: int) -> WebhookView:
 def delete_webhook(webhook_id: int) -> WebhookView:
     hook = _found(webhook_id)
     Webhook.delete().where(Webhook.id == webhook_id).execute()
+    audit.record("webhook.delete", f"webhook:{webhook_id}", {"before": _settings(hook)})
     return _view(hook)
 
 
@@ -147,7 +156,7 @@ def _feed(filtered: bool) -> str:
     segments = "AND (%(segments)s::text[] IS NULL OR s.name = ANY(%(segments)s))"
     return f"""
         SELECT h.id, h.user_id, s.name, h.operation, h.reason,
-               to_char(h.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+               to_char(h.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), h.actor,
                coalesce(h.txid, '0'::xid8)::text
         FROM history h JOIN segments s ON s.id = h.segment_id
         WHERE ({FEED_ORDER}) > (%(txid)s::xid8, %(id)s)
@@ -211,9 +220,9 @@ def claim_delivery(webhook_id: int) -> Delivery | None:
     Webhook.update(lease_until=SQL("now() + make_interval(secs => %s)", (LEASE_SECONDS,))).where(
         Webhook.id == webhook_id
     ).execute()
-    keys = ("id", "user_id", "segment", "operation", "reason", "at")
-    payload = [dict(zip(keys, r[:6], strict=True)) for r in events]
-    return Delivery(hook.id, hook.url, hook.secret, payload, (last[6], last[0]), more)
+    keys = ("id", "user_id", "segment", "operation", "reason", "at", "actor")
+    payload = [dict(zip(keys, r[:7], strict=True)) for r in events]
+    return Delivery(hook.id, hook.url, hook.secret, payload, (last[7], last[0]), more)
 
 
 @unit_of_work

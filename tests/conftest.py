@@ -54,7 +54,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 TABLES = (
     "webhooks, import_keys, import_staging, import_upload_batches, history, jobs, "
-    "segment_opt_outs, memberships, segments, users, console_sessions"
+    "segment_opt_outs, memberships, segments, users, console_sessions, audit, api_keys"
 )
 
 

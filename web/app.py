@@ -6,7 +6,7 @@ import logging
 
 import anyio.to_thread
 import dramatiq
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
@@ -14,17 +14,21 @@ from models.infra.db import close_pools
 from models.infra.replica import start_monitor, stop_monitor
 from models.infra.settings import Settings, load_settings
 from web import console, docs, middleware
-from web.auth import token_guard
+from web.auth import READ, SCOPE, Authenticator, access_guard
 from web.errors import EXCEPTION_HANDLERS
+from web.keyring import Keyring
 from web.metrics import forget_process, metrics, record_replica, register_job_metrics
 from web.openapi import use_msgspec_schemas
+from web.routes.audit import read_audit
 from web.routes.health import health, ready
 from web.routes.history import HistoryController
 from web.routes.jobs import read_job
+from web.routes.keys import KeyController
 from web.routes.segments import SegmentController
 from web.routes.users import UserController
 from web.routes.webhooks import WebhookController
 from web.strict import check_request
+from web.throttle import Throttle
 from workers.boot import bootstrap
 
 MAX_BODY = 1024 * 1024
@@ -38,9 +42,11 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
     register_job_metrics()
 
     if settings.api_token:
-        log.info("API_TOKEN set: every endpoint but /health and /ready needs a bearer token")
+        log.info("API_TOKEN set: every endpoint but /health and /ready needs a bearer key")
     else:
         log.warning("API_TOKEN not set: the API is open to anyone who can reach it")
+    keyring = Keyring(settings) if settings.api_token else None
+    auth = Authenticator(settings.api_token, keyring, Throttle())
 
     def size_thread_pool() -> None:
         # Sync handlers run on anyio's worker threads; more threads than pooled
@@ -52,12 +58,14 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
     def start_replica_monitor() -> None:
         start_monitor(settings, on_check=record_replica)
 
-    sessions = console.Sessions(settings.api_token, round(settings.console_session_hours * 3600))
+    sessions = console.Sessions(auth, round(settings.console_session_hours * 3600))
     app = Litestar(
         route_handlers=[
             *console.routers(sessions),
             *docs.asset_routers(),
             UserController,
+            KeyController,
+            read_audit,
             WebhookController,
             SegmentController,
             HistoryController,
@@ -66,21 +74,28 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
             ready,
             metrics,
         ],
-        guards=[token_guard(settings.api_token, sessions.opens_docs)] if settings.api_token else [],
+        guards=[access_guard(auth, sessions.opens_docs)],
         request_max_body_size=MAX_BODY,
         exception_handlers={**EXCEPTION_HANDLERS, **middleware.EXCEPTION_HANDLERS},
         logging_config=None,  # models.infra.logs configures logging for every process
         before_request=check_request,
-        on_startup=[size_thread_pool, start_replica_monitor],
-        on_shutdown=[stop_monitor, close_pools, forget_process],
+        on_startup=[size_thread_pool, start_replica_monitor, *([keyring.start] if keyring else [])],
+        on_shutdown=[
+            *([keyring.stop] if keyring else []),
+            stop_monitor,
+            close_pools,
+            forget_process,
+        ],
         openapi_config=OpenAPIConfig(
             title="User segmentation service",
             version="1.0.0",
-            path="/docs",
+            openapi_router=Router(
+                "/docs", route_handlers=[], opt={SCOPE: READ}, include_in_schema=False
+            ),
             render_plugins=docs.render_plugins(),
         ),
         template_config=console.template_config(),
-        state=State({"console_sessions": sessions}),
+        state=State({"console_sessions": sessions, "auth": auth}),
     )
     use_msgspec_schemas(app)
     # Around the whole handler, not as route middleware: unknown routes get a request id

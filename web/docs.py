@@ -15,7 +15,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
-from web.auth import PUBLIC
+from web.auth import PUBLIC, SCOPE
 
 ASSETS = "/docs/assets/swagger-ui"
 FAVICON = '<link rel="icon" type="image/svg+xml" href="/console/static/favicon.svg">'
@@ -41,7 +41,7 @@ def asset_routers() -> list[Router]:
             ASSETS,
             [Path(swagger_ui_path)],
             name="docs-swagger-ui",
-            opt={PUBLIC: True},
+            opt={SCOPE: PUBLIC},
             cache_control=CacheControlHeader(max_age=86_400, public=True),
         )
     ]

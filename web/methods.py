@@ -13,6 +13,8 @@ import re
 from litestar import HttpMethod, Request, Response, route
 from litestar.handlers import HTTPRouteHandler
 
+from web.auth import READ, SCOPE
+
 _TYPED = re.compile(r"\{(\w+):\w+\}")
 
 
@@ -46,4 +48,7 @@ def options_handler(path: str = "/") -> HTTPRouteHandler:
     async def options(self: object, request: Request) -> Response:
         return allow(request)
 
-    return route(path, http_method=HttpMethod.OPTIONS, include_in_schema=False)(options)
+    # Says only which methods exist: any key may ask.
+    return route(path, http_method=HttpMethod.OPTIONS, include_in_schema=False, opt={SCOPE: READ})(
+        options
+    )

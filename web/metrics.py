@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from models import jobs
 from models.infra.replica import ReplicaStatus, Side
+from web.auth import READ, SCOPE
 from web.methods import get_and_head
 
 # Set by each process's replica lag check (models/infra/replica.py); a scrape sums the files
@@ -99,6 +100,6 @@ def register_job_metrics() -> None:
     _registered.append(registry)
 
 
-@get_and_head("/metrics", sync_to_thread=True, include_in_schema=False)
+@get_and_head("/metrics", sync_to_thread=True, include_in_schema=False, opt={SCOPE: READ})
 def metrics() -> Response:
     return Response(generate_latest(_registered[0]), media_type=CONTENT_TYPE_LATEST)

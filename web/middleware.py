@@ -20,7 +20,7 @@ from litestar import MediaType, Request, Response
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Histogram
 
-from models.infra.db import begin_request, end_request
+from models.infra.db import begin_request, end_request, reset_actor, set_actor
 from models.infra.logs import request_id
 
 access_log = logging.getLogger("web.access")
@@ -104,6 +104,7 @@ def request_context(access_log_enabled: bool, body_timeout: float):
             rid = given.decode() if _SAFE_ID.match(given) else f"{_PREFIX}-{next(_counter):x}"
             token = request_id.set(rid)
             writes = begin_request()
+            actor = set_actor(None)  # the guard sets who is calling
             started = time.perf_counter()
             status = 500
             state = {"body_done": False, "gone": False}
@@ -144,6 +145,7 @@ def request_context(access_log_enabled: bool, body_timeout: float):
                         extra={"status": status, "ms": round(seconds * 1000, 2)},
                     )
                 end_request(writes)
+                reset_actor(actor)
                 request_id.reset(token)
 
         return middleware

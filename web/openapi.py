@@ -10,8 +10,6 @@ fields that a struct checks in ``__post_init__`` are added from
 
 from __future__ import annotations
 
-import inspect
-
 import msgspec
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
@@ -21,15 +19,21 @@ from web import schemas
 REF = "#/components/schemas/{name}"
 
 
+def _structs(base: type) -> set[type]:
+    """Every subclass of ``base``: the web tier's bodies, wherever they are declared."""
+    found = set()
+    for sub in base.__subclasses__():
+        found |= {sub, *_structs(sub)}
+    return found
+
+
 def use_msgspec_schemas(app: Litestar) -> None:
     document = app.plugins.get(OpenAPIPlugin).provide_openapi_schema()  # cached and served
     components = document.setdefault("components", {}).setdefault("schemas", {})
     structs = [
         obj
-        for _, obj in inspect.getmembers(schemas, inspect.isclass)
-        if issubclass(obj, msgspec.Struct)
-        and obj.__module__ == schemas.__name__
-        and obj.__name__ in components
+        for obj in _structs(msgspec.Struct)
+        if obj.__module__.startswith("web.") and obj.__name__ in components
     ]
     _, exact = msgspec.json.schema_components(structs, ref_template=REF)
     for name, rules in schemas.CROSS_FIELD_SCHEMAS.items():

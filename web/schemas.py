@@ -166,6 +166,7 @@ class MembershipDetail(msgspec.Struct):
     source: str
     added_at: datetime
     expires_at: datetime | None
+    added_by: str  # root, key:<name>, anonymous, system; unknown before it was recorded
 
 
 class UserMemberships(msgspec.Struct):
@@ -276,7 +277,9 @@ ERRORS = {
     code: ResponseSpec(data_container=Error, description=description, generate_examples=False)
     for code, description in [
         (400, "Invalid input: the message names the field or value"),
-        (401, "Missing or wrong bearer token (only when API_TOKEN is set)"),
+        (401, "Missing, unknown, expired or revoked bearer key (only when API_TOKEN is set)"),
+        (403, "The key lacks the scope this route needs (the message names it)"),
+        (429, "Too many failed authentications from this address (Retry-After)"),
         (404, "Unknown user, segment or job; unknown segments are all named"),
         (409, "Already exists"),
         (413, "Request body over 1 MiB"),

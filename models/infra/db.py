@@ -20,6 +20,8 @@ from playhouse.pool import PooledPostgresqlDatabase
 
 from models.infra.settings import Settings
 
+SYSTEM = "system"
+
 
 class Pool(PooledPostgresqlDatabase):
     # Private hook, no public one exists: peewee is pinned to 4.5.x in pyproject.toml.
@@ -30,6 +32,16 @@ class Pool(PooledPostgresqlDatabase):
         # read runs once more on a new one (read_on); a write answers 503, as a COMMIT
         # lost on the way may have happened; both drop the pool's idle connections.
         return bool(conn.closed)
+
+    def begin(self) -> None:
+        # Who causes this transaction's changes (docs/keys.md): set in the BEGIN's own
+        # round trip, so recording the actor costs a write nothing extra.
+        actor = _actor.get()
+        if actor is None:
+            super().begin()
+            return
+        with peewee.__exception_wrapper__:
+            self.cursor().execute("BEGIN; SELECT set_config('segments.actor', %s, true)", (actor,))
 
     def prepare_on_connect(self, statements: Mapping[str, str]) -> None:
         """``PREPARE name AS sql`` for each statement on every connection the pool makes,
@@ -68,6 +80,24 @@ replica = Pool(None, autoconnect=False, autorollback=False)
 # The database the current unit of work reads from: the replica inside a read routed
 # there (models/infra/replica.py), else the primary.
 _reading: ContextVar[Pool] = ContextVar("reading", default=db)
+
+
+# Who the current unit of work acts for ('root', 'key:<name>', 'anonymous'; a job's
+# starter); None: the system (the actor columns' default).
+_actor: ContextVar[str | None] = ContextVar("actor", default=None)
+
+
+def current_actor() -> str:
+    return _actor.get() or SYSTEM
+
+
+def set_actor(actor: str | None) -> Token:
+    """Act for ``actor`` from now on in this context (a request, a job's run)."""
+    return _actor.set(actor)
+
+
+def reset_actor(token: Token) -> None:
+    _actor.reset(token)
 
 
 class _Request:

@@ -67,7 +67,8 @@ def test_signed_batches_of_every_change_after_creation(hooked, sql):
     got = rec.wait_events(len(expected))
     assert [e["id"] for e in got] == expected  # one transaction after another: id order
     assert {e["segment"] for e in got} == {"A", "B"}
-    assert got[0].keys() == {"id", "user_id", "segment", "operation", "reason", "at"}
+    assert got[0].keys() == {"id", "user_id", "segment", "operation", "reason", "at", "actor"}
+    assert {e["actor"] for e in got} == {"anonymous"}  # no API_TOKEN: who made them
     assert [e["id"] for e in only_b.wait_events(10)] == history_ids(sql, before, "B")
     for headers, body in rec.posts:
         mac = hmac.new(b"s" * 20, body, hashlib.sha256).hexdigest()

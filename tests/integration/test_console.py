@@ -193,7 +193,7 @@ def test_a_forged_or_expired_session_is_refused(locked):
     sessions = locked.app.state.console_sessions
     genuine = sessions.issue()
     forged = genuine[:-1] + ("1" if genuine.endswith("0") else "0")  # one bit of the MAC off
-    expired = Sessions(sessions.token, lifetime_seconds=-1).issue()
+    expired = Sessions(sessions.auth, lifetime_seconds=-1).issue()
     for value in ("1.2.3", forged, expired, "9999999999.ab.cd"):
         locked.cookies.set("segments_console", value)
         assert locked.get("/console", follow_redirects=False).status_code == 303, value

@@ -83,6 +83,7 @@ def test_an_event_past_the_partitions_lands_in_the_default_and_moves_when_its_mo
     ahead = add_months(CURRENT, 5)
     event_id, txid, table = _event(sql, user_in_a, _mid(ahead))
     assert table == "history_default"
+    sql.execute("UPDATE history SET actor = 'key:mover' WHERE id = %s", (event_id,))
     far = _event(sql, user_in_a, "2300-01-01 00:00:00+00")  # no insert fails
     assert far[2] == "history_default"
 
@@ -91,6 +92,8 @@ def test_an_event_past_the_partitions_lands_in_the_default_and_moves_when_its_mo
     assert done.created == [add_months(CURRENT, n) for n in (3, 4, 5)]
     assert done.moved == 1
     assert _where(sql, event_id) == (event_id, txid, partition_name(ahead))  # same id, txid
+    sql.execute("SELECT actor FROM history WHERE id = %s", (event_id,))
+    assert sql.fetchone() == ("key:mover",)  # and who made it
     assert _where(sql, far[0]) == far  # outside every partition made: stays
     sql.execute("SELECT count(*), count(DISTINCT id) FROM history")
     assert sql.fetchone() == (2, 2)

@@ -19,12 +19,13 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
-from web.auth import PUBLIC
+from models.tables import Scope
+from web.auth import PUBLIC, SCOPE
 from web.console.csrf import csrf_middleware
 from web.console.format import FILTERS
 from web.console.forms import FORMS
 from web.console.pages import PAGES, error_page
-from web.console.session import OPEN, LoginRequired, Sessions
+from web.console.session import CONSOLE_SCOPE, OPEN, LoginRequired, Sessions
 
 __all__ = ["Sessions", "routers", "template_config"]
 from web.errors import EXCEPTION_HANDLERS
@@ -74,14 +75,16 @@ def routers(sessions: Sessions) -> list[Router]:
         route_handlers=[*PAGES, *FORMS],
         middleware=[sessions.middleware, csrf_middleware(sessions.token)],
         exception_handlers={**handlers, LoginRequired: _on_login_required},
-        opt={PUBLIC: True},
+        # The bearer guard steps aside; the session middleware checks CONSOLE_SCOPE
+        # (pages read, unless they say otherwise; each form says what it needs).
+        opt={SCOPE: PUBLIC, CONSOLE_SCOPE: Scope.READ},
         include_in_schema=False,
     )
     static = create_static_files_router(
         "/console/static",
         [HERE / "static"],
         name="console-static",
-        opt={PUBLIC: True, OPEN: True},
+        opt={SCOPE: PUBLIC, OPEN: True},
         cache_control=CacheControlHeader(max_age=3600, public=True),
     )
     return [console, static]

@@ -15,10 +15,11 @@ from litestar.response import Redirect, Template
 
 from models import segments
 from models.errors import Invalid
+from models.tables import Scope
 from models.uploads import IdempotencyMismatch, UploadsBusy
 from web import uploads
 from web.console.pages import error_page, page
-from web.console.session import OPEN
+from web.console.session import CONSOLE_SCOPE, OPEN
 from web.methods import get_and_head
 from web.routes import params
 from web.routes.segments import import_options
@@ -42,7 +43,7 @@ def _percent(raw: str) -> Decimal:
     return Decimal(text)
 
 
-@post("/segments")
+@post("/segments", opt={CONSOLE_SCOPE: Scope.ADMIN})
 async def create_segment(request: Request) -> Redirect:
     form = await request.form()
     name = params.segment_name(_field(form, "segment"))
@@ -51,7 +52,7 @@ async def create_segment(request: Request) -> Redirect:
     return Redirect(f"/console/segments/{quote(view.name)}#jobs", status_code=303)
 
 
-@post("/segments/{name:str}/percent")
+@post("/segments/{name:str}/percent", opt={CONSOLE_SCOPE: Scope.ADMIN})
 async def change_percent(request: Request, name: params.NamePath) -> Redirect:
     form = await request.form()
     percent = _percent(_field(form, "auto_percent"))
@@ -59,7 +60,7 @@ async def change_percent(request: Request, name: params.NamePath) -> Redirect:
     return Redirect(f"/console/segments/{quote(view.name)}#jobs", status_code=303)
 
 
-@post("/segments/{name:str}/delete")
+@post("/segments/{name:str}/delete", opt={CONSOLE_SCOPE: Scope.ADMIN})
 async def delete_segment(request: Request, name: params.NamePath) -> Redirect:
     view = await to_thread.run_sync(segments.delete_segment, params.segment_name(name))
     # The page names the segment from the job's row: nothing in the link is echoed.
@@ -93,6 +94,7 @@ def _ids_source(form) -> tuple[AsyncIterator[bytes], str]:
 @post(
     "/segments/{name:str}/import",
     request_max_body_size=uploads.IMPORT_MAX_BODY,
+    opt={CONSOLE_SCOPE: Scope.WRITE},
 )
 async def import_users(request: Request, name: params.NamePath) -> Response:
     """The import form: a file (multipart) or pasted ids, streamed into the same staged
@@ -132,9 +134,16 @@ async def log_in(request: Request) -> Response:
     target = _safe_next(_field(form, "next"))
     if not sessions.required:
         return Redirect(target, status_code=303)
-    if not sessions.token_matches(_field(form, "token")):
+    auth = sessions.auth
+    address = request.client.host if request.client else "unknown"
+    if auth.throttle.blocked(address):
+        message = "Too many failed logins from this address. Wait a minute and try again."
+        return login_page(request, target, message, status=429)
+    caller = await auth.identify(_field(form, "token"))
+    if caller is None:
+        auth.refuse(address, "console", "/console/login")
         return login_page(request, target, "That token is not right.", status=401)
-    return await sessions.log_in(request, Redirect(target, status_code=303))
+    return await sessions.log_in(request, Redirect(target, status_code=303), caller)
 
 
 @post("/logout", opt={OPEN: True})
@@ -143,7 +152,7 @@ async def log_out(request: Request) -> Response:
     return await sessions.log_out(request, Redirect("/console/login?out=1", status_code=303))
 
 
-@post("/logout-everywhere")
+@post("/logout-everywhere", opt={CONSOLE_SCOPE: Scope.ADMIN})
 async def log_out_everywhere(request: Request) -> Response:
     """Every console session ends, on every browser (a lost laptop, a person leaving)."""
     sessions = request.app.state.console_sessions

@@ -13,19 +13,22 @@ from litestar import Request, Response
 from litestar.params import PathParameter
 from litestar.response import Redirect, Stream, Template
 
-from models import console, history, memberships, segments
+from models import audit, console, history, memberships, segments
 from models.errors import Invalid, NotFound
 from models.infra.settings import active
 from models.months import add_months
 from models.partitions import kept_from
-from models.tables import JobKind, JobState
+from models.tables import JobKind, JobState, Scope
 from web.console.format import members_chart, progress_label
+from web.console.session import CONSOLE_SCOPE
 from web.methods import get_and_head
 from web.routes import params
+from web.routes.audit import action_filter
 from web.routes.history import user_report
 from web.routes.segments import members_export
 
 MEMBERS_PAGE = 25
+AUDIT_PAGE = 100
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 FIRST_MONTH, LAST_MONTH = date(1970, 1, 1), date(9999, 12, 1)
 
@@ -33,10 +36,19 @@ FIRST_MONTH, LAST_MONTH = date(1970, 1, 1), date(9999, 12, 1)
 def page(request: Request, name: str, status: int = 200, **context: object) -> Template:
     """A console page: ``name`` in web/console/templates with the layout's context."""
     sessions = request.app.state.console_sessions
+    caller = request.scope.get("state", {}).get("caller")
     return Template(
         template_name=name,
         status_code=status,
-        context={"open_mode": not sessions.required, "path": request.url.path, **context},
+        context={
+            "open_mode": not sessions.required,
+            "path": request.url.path,
+            "caller": caller,
+            # A page shows only the forms its viewer's key may send.
+            "can_write": caller is not None and caller.scope.allows(Scope.WRITE),
+            "can_admin": caller is not None and caller.scope.allows(Scope.ADMIN),
+            **context,
+        },
     )
 
 
@@ -151,7 +163,7 @@ def segment(request: Request, name: params.NamePath, after: params.After = "0") 
     )
 
 
-@get_and_head("/segments/{name:str}/delete", sync_to_thread=True)
+@get_and_head("/segments/{name:str}/delete", sync_to_thread=True, opt={CONSOLE_SCOPE: Scope.ADMIN})
 def confirm_delete(request: Request, name: params.NamePath) -> Template:
     view = segments.get_segment(params.segment_name(name))
     return page(request, "delete.html", segment=view, title=f"Delete {view.name}?")
@@ -190,6 +202,28 @@ def segment_members_csv(name: params.NamePath) -> Stream:
     return members_export(params.segment_name(name))
 
 
+@get_and_head("/audit", sync_to_thread=True, opt={CONSOLE_SCOPE: Scope.ADMIN})
+def audit_page(
+    request: Request,
+    after: params.After = "0",
+    actor: params.OptionalText = None,
+    action: params.OptionalText = None,
+) -> Template:
+    """The audit trail, AUDIT_PAGE entries at a time, filtered by actor and action."""
+    start = params.after(after)
+    found = audit.entries(start, AUDIT_PAGE, actor or None, action_filter(action))
+    return page(
+        request,
+        "audit.html",
+        entries=found,
+        actions=audit.ACTIONS,
+        actor=actor or "",
+        action=action or "",
+        next_after=found[-1].id if len(found) == AUDIT_PAGE else None,
+        title="Audit",
+    )
+
+
 @get_and_head("/{rest:path}", sync_to_thread=False)
 def unknown_page(rest: Annotated[Path, PathParameter()]) -> None:
     """Any other path under /console: a 404 page rather than the API's JSON."""
@@ -205,5 +239,6 @@ PAGES = [
     segment_members_csv,
     confirm_delete,
     job_progress,
+    audit_page,
     unknown_page,
 ]

@@ -1,5 +1,6 @@
-"""The console's login: with API_TOKEN set, a person gives the token once and keeps a
-signed session cookie.
+"""The console's login: with API_TOKEN set, a person gives the token or an API key once
+and keeps a signed session cookie; the session acts with that key's scope and ends
+when the key is revoked or expires (docs/keys.md).
 
 The cookie is ``<expiry>.<nonce>.<HMAC-SHA256 of both>``, keyed by a key derived from
 API_TOKEN, and the session lasts while its nonce has a row in ``console_sessions``
@@ -9,8 +10,8 @@ a person end every session at once. A restart, or another web process, keeps eve
 logged in; changing API_TOKEN logs everyone out (README, Decisions). The cookie is
 HttpOnly, SameSite=Strict, and Secure when the request came over https (the app trusts
 no proxy headers, so the scheme is the connection's). It opens the console and lets its
-holder read the API docs (GET /docs...); every other API route still wants the bearer
-token.
+holder read the API docs (GET /docs...); every other API route still wants a bearer
+key.
 """
 
 from __future__ import annotations
@@ -25,14 +26,20 @@ from anyio import to_thread
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.exceptions import PermissionDeniedException
+from litestar.types import ASGIApp, Receive, Send
+from litestar.types import Scope as Scope_
 
 from models import console
+from models.infra.db import set_actor
+from models.tables import Scope
+from web.auth import OPEN_CALLER, ROOT, Authenticator, Caller
 
 COOKIE = "segments_console"
 PATH = "/console"
 DOCS = "/docs"
 OPEN = "console_open"  # handler opt: no session needed (login page, static files)
+CONSOLE_SCOPE = "console_scope"  # handler opt: the scope a page or form needs
 
 
 class LoginRequired(Exception):
@@ -45,18 +52,15 @@ def derive_key(token: str, purpose: str) -> bytes:
 
 
 class Sessions:
-    def __init__(self, token: str | None, lifetime_seconds: int) -> None:
-        self.token = token
+    def __init__(self, auth: Authenticator, lifetime_seconds: int) -> None:
+        self.auth = auth
+        self.token = auth.token
         self.lifetime = lifetime_seconds
-        self.key = derive_key(token, "session") if token else b""
+        self.key = derive_key(auth.token, "session") if auth.token else b""
 
     @property
     def required(self) -> bool:
         return self.token is not None
-
-    def token_matches(self, given: str) -> bool:
-        # Constant time, whatever prefix of the token the guess shares.
-        return self.token is not None and hmac.compare_digest(given.encode(), self.token.encode())
 
     def _mac(self, body: str) -> str:
         return hmac.new(self.key, body.encode(), hashlib.sha256).hexdigest()
@@ -75,12 +79,19 @@ class Sessions:
         expires, _, nonce = body.partition(".")
         return nonce if expires.isdigit() and int(expires) > time.time() else None
 
-    async def lasts(self, value: str | None) -> bool:
-        """Whether the cookie opens the console: signed here, not expired, not ended."""
+    async def holder(self, value: str | None) -> Caller | None:
+        """Who the cookie's session belongs to: signed here, not expired, not ended, its
+        key not revoked. Everyone (anonymous) in open mode."""
         if not self.required:
-            return True
+            return OPEN_CALLER
         nonce = self._nonce(value)
-        return nonce is not None and await to_thread.run_sync(console.session_lasts, nonce)
+        if nonce is None:
+            return None
+        held = await to_thread.run_sync(console.session_holder, nonce)
+        if held is None:
+            return None
+        actor = ROOT if held.key_id is None else f"key:{held.name}"
+        return Caller(actor, Scope(held.scope), held.key_id)
 
     def cookie(self, request: Request, value: str, max_age: int) -> Cookie:
         return Cookie(
@@ -93,11 +104,12 @@ class Sessions:
             secure=request.url.scheme == "https",
         )
 
-    async def log_in(self, request: Request, response: Response) -> Response:
+    async def log_in(self, request: Request, response: Response, caller: Caller) -> Response:
         value = self.issue()
         expires, nonce, _ = value.split(".")
         until = datetime.fromtimestamp(int(expires), UTC)
-        await to_thread.run_sync(console.start_session, nonce, until)
+        set_actor(caller.actor)
+        await to_thread.run_sync(console.start_session, nonce, until, caller.key_id)
         response.set_cookie(self.cookie(request, value, self.lifetime))
         return response
 
@@ -119,18 +131,28 @@ class Sessions:
         return (
             (path == DOCS or path.startswith(f"{DOCS}/"))
             and connection.scope["method"] in ("GET", "HEAD")
-            and await self.lasts(connection.cookies.get(COOKIE))
+            and await self.holder(connection.cookies.get(COOKIE)) is not None
         )
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """The console's first check, before its CSRF middleware reads a form: a
-        request without a session never gets its body (up to 64 MiB) read."""
+        request without a session never gets its body (up to 64 MiB) read, nor one
+        whose key lacks the scope the page or form needs (CONSOLE_SCOPE)."""
 
-        async def require_session(scope: Scope, receive: Receive, send: Send) -> None:
-            handler = scope.get("route_handler")
-            is_open = handler is not None and handler.opt.get(OPEN)
-            if not is_open and not await self.lasts(ASGIConnection(scope).cookies.get(COOKIE)):
-                raise LoginRequired
+        async def require_session(scope: Scope_, receive: Receive, send: Send) -> None:
+            handler = scope["route_handler"]
+            if not handler.opt.get(OPEN):
+                caller = await self.holder(ASGIConnection(scope).cookies.get(COOKIE))
+                if caller is None:
+                    raise LoginRequired
+                needed = Scope(handler.opt.get(CONSOLE_SCOPE, Scope.ADMIN))
+                if not caller.scope.allows(needed):
+                    raise PermissionDeniedException(
+                        f"this needs the {needed.value!r} scope; "
+                        f"{caller.actor} has {caller.scope.value!r}"
+                    )
+                set_actor(caller.actor)
+                scope.setdefault("state", {})["caller"] = caller
             await app(scope, receive, send)
 
         return require_session

@@ -16,13 +16,13 @@ from litestar.openapi import ResponseSpec
 from models.infra.db import db, fetchone
 from models.infra.replica import router
 from models.infra.settings import BrokerKind, active
-from web.auth import PUBLIC
+from web.auth import PUBLIC, SCOPE
 from web.methods import get_and_head
 from web.schemas import Readiness, ReplicaReadiness
 from workers.broker import ping_broker
 
 
-@get_and_head("/health", tags=["health"], summary="Liveness", opt={PUBLIC: True})
+@get_and_head("/health", tags=["health"], summary="Liveness", opt={SCOPE: PUBLIC})
 async def health() -> dict:
     return {"status": "ok"}
 
@@ -45,7 +45,7 @@ def _database() -> None:
     sync_to_thread=True,
     tags=["health"],
     summary="Readiness",
-    opt={PUBLIC: True},
+    opt={SCOPE: PUBLIC},
     responses={503: ResponseSpec(Readiness, description="A dependency does not answer")},
 )
 def ready() -> Response[Readiness]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from models import jobs
 from models.errors import NotFound
+from web.auth import READ, SCOPE
 from web.methods import get_and_head
 from web.routes import params
 from web.schemas import ERRORS, Job
@@ -15,6 +16,7 @@ from web.schemas import ERRORS, Job
     responses=ERRORS,
     tags=["jobs"],
     summary="A bulk job's state",
+    opt={SCOPE: READ},
 )
 def read_job(job_id: params.JobIdPath) -> Job:
     jid = params.job_id(job_id)

@@ -88,6 +88,13 @@ CreateUsers = Annotated[
         schema_extra={"enum": ["true", "false"], "default": "false"},
     ),
 ]
+WithActor = Annotated[
+    str,
+    QueryParameter(
+        description="true: a sixth column, actor (who caused each event)",
+        schema_extra={"enum": ["true", "false"], "default": "false"},
+    ),
+]
 
 
 def choice(what: str, raw: str, allowed: tuple[str, ...]) -> str:

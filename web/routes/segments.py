@@ -13,6 +13,7 @@ from models.imports import Action, ImportOptions, Mode
 from models.segments import SegmentView
 from models.uploads import IdempotencyMismatch, UploadsBusy
 from web import uploads
+from web.auth import ADMIN, READ, SCOPE, WRITE
 from web.errors import error_response
 from web.methods import get_and_head, options_handler
 from web.routes import params
@@ -78,27 +79,57 @@ class SegmentController(Controller):
     # GET (a page of members) and POST (an import) share this path.
     members_options = options_handler("/{name:str}/users")
 
-    @post("/", status_code=201, sync_to_thread=True, responses=ERRORS, summary="Create a segment")
+    @post(
+        "/",
+        status_code=201,
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="Create a segment",
+        opt={SCOPE: ADMIN},
+    )
     def create(self, data: JSONBody[SegmentCreate]) -> Segment:
         """With auto_percent > 0 the response carries the id of the assignment job."""
         return _segment(segments.create_segment(data.segment, data.percent))
 
-    @delete("/", status_code=200, sync_to_thread=True, responses=ERRORS, summary="Delete a segment")
+    @delete(
+        "/",
+        status_code=200,
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="Delete a segment",
+        opt={SCOPE: ADMIN},
+    )
     def remove(self, data: JSONBody[SegmentRef]) -> Segment:
         """The segment vanishes from every read at once; a job removes its memberships."""
         return _segment(segments.delete_segment(data.segment))
 
-    @patch("/", sync_to_thread=True, responses=ERRORS, summary="Change a segment's auto percentage")
+    @patch(
+        "/",
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="Change a segment's auto percentage",
+        opt={SCOPE: ADMIN},
+    )
     def change_percent(self, data: JSONBody[SegmentPercent]) -> Segment:
         return _segment(segments.change_percent(data.segment, data.percent))
 
     @get_and_head(
-        "/", sync_to_thread=True, responses=ERRORS, summary="Live segments with member counts"
+        "/",
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="Live segments with member counts",
+        opt={SCOPE: READ},
     )
     def list(self) -> SegmentList:
         return SegmentList(segments=[_segment(v) for v in segments.list_segments()])
 
-    @get_and_head("/{name:str}", sync_to_thread=True, responses=ERRORS, summary="One segment")
+    @get_and_head(
+        "/{name:str}",
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="One segment",
+        opt={SCOPE: READ},
+    )
     def read(self, name: params.NamePath) -> Segment:
         return _segment(segments.get_segment(params.segment_name(name)))
 
@@ -114,6 +145,7 @@ class SegmentController(Controller):
             503: ResponseSpec(Error, description="Every upload slot is taken: retry later"),
         },
         summary="Import a list of user ids into the segment (a job)",
+        opt={SCOPE: WRITE},
     )
     async def import_users(
         self,
@@ -161,6 +193,7 @@ class SegmentController(Controller):
         responses=ERRORS,
         media_type="text/csv",
         summary="A segment's live members as CSV (user_id;source;added_at;expires_at)",
+        opt={SCOPE: READ},
     )
     def export(self, name: params.NamePath) -> Stream:
         """Streamed by user id in batches: flat memory whatever the segment's size."""
@@ -171,6 +204,7 @@ class SegmentController(Controller):
         sync_to_thread=True,
         responses=ERRORS,
         summary="A page of a segment's members",
+        opt={SCOPE: READ},
     )
     def members(
         self,

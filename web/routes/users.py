@@ -7,6 +7,7 @@ from litestar.params import JSONBody
 
 from models import memberships, reads, users
 from models.errors import NotFound
+from web.auth import READ, SCOPE, WRITE
 from web.methods import get_and_head, options_handler
 from web.routes import params
 from web.schemas import (
@@ -29,12 +30,25 @@ class UserController(Controller):
     tags = ["users"]
     options = options_handler()
 
-    @post("/", status_code=201, sync_to_thread=True, responses=ERRORS, summary="Create a user")
+    @post(
+        "/",
+        status_code=201,
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="Create a user",
+        opt={SCOPE: WRITE},
+    )
     def create(self, data: JSONBody[UserCreate]) -> UserSegments:
         """201 with the auto segments the new user fell into; 409 if the id exists."""
         return UserSegments(id=data.id, segments=users.create_user(data.id))
 
-    @patch("/", sync_to_thread=True, responses=ERRORS, summary="Add segments to a user")
+    @patch(
+        "/",
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="Add segments to a user",
+        opt={SCOPE: WRITE},
+    )
     def add_segments(self, data: JSONBody[UserSegmentsAdd]) -> UserSegments:
         """All or nothing; re-adding a held segment only resets its expiry."""
         change = memberships.change_memberships(
@@ -48,6 +62,7 @@ class UserController(Controller):
         sync_to_thread=True,
         responses=ERRORS,
         summary="Remove segments from a user",
+        opt={SCOPE: WRITE},
     )
     def remove_segments(self, data: JSONBody[UserSegmentsRemove]) -> UserSegments:
         """Returns the segments actually removed."""
@@ -57,7 +72,11 @@ class UserController(Controller):
     # In the event loop, not on a thread: one prepared primary-key read is shorter than
     # the thread hop (README Decisions: a slow database stalls this process's loop).
     @get_and_head(
-        "/{user_id:str}", sync_to_thread=False, responses=ERRORS, summary="A user's live segments"
+        "/{user_id:str}",
+        sync_to_thread=False,
+        responses=ERRORS,
+        summary="A user's live segments",
+        opt={SCOPE: READ},
     )
     def read(self, user_id: params.UserIdPath) -> UserSegments:
         uid = params.user_id(user_id)
@@ -71,6 +90,7 @@ class UserController(Controller):
         sync_to_thread=True,
         responses=ERRORS,
         summary="A user's live memberships with source, added and expiry times",
+        opt={SCOPE: READ},
     )
     def memberships(self, user_id: params.UserIdPath) -> UserMemberships:
         uid = params.user_id(user_id)
@@ -85,6 +105,7 @@ class UserController(Controller):
         sync_to_thread=True,
         responses=ERRORS,
         summary="The live segments of up to 1000 users",
+        opt={SCOPE: READ},
     )
     def lookup(self, data: JSONBody[UserLookup]) -> UserLookupResult:
         """Known users in ascending id order; unknown ids listed apart. One round trip."""
@@ -102,6 +123,7 @@ class UserController(Controller):
         sync_to_thread=True,
         responses=ERRORS,
         summary="Add and remove segments atomically",
+        opt={SCOPE: WRITE},
     )
     def change(
         self, user_id: params.UserIdPath, data: JSONBody[SegmentChanges]

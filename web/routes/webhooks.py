@@ -9,6 +9,7 @@ from litestar.params import JSONBody
 
 from models import webhooks
 from models.webhooks import WebhookView
+from web.auth import ADMIN, READ, SCOPE
 from web.methods import get_and_head, options_handler
 from web.routes import params
 from web.schemas import ERRORS, MAX_USER_ID, Webhook, WebhookCreate, WebhookList
@@ -28,18 +29,31 @@ class WebhookController(Controller):
     options = options_handler()
     item_options = options_handler("/{webhook_id:str}")  # GET and DELETE share it
 
-    @post("/", status_code=201, sync_to_thread=True, responses=ERRORS, summary="Add a webhook")
+    @post(
+        "/",
+        status_code=201,
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="Add a webhook",
+        opt={SCOPE: ADMIN},
+    )
     def create(self, data: JSONBody[WebhookCreate]) -> Webhook:
         """Every event written from now on, of the named segments (all when absent), is
         POSTed in signed batches. The secret is in this answer only."""
         return _webhook(webhooks.create_webhook(data.url, data.segments, data.secret))
 
-    @get_and_head("/", sync_to_thread=True, responses=ERRORS, summary="Every webhook")
+    @get_and_head(
+        "/", sync_to_thread=True, responses=ERRORS, summary="Every webhook", opt={SCOPE: READ}
+    )
     def list(self) -> WebhookList:
         return WebhookList(webhooks=[_webhook(v) for v in webhooks.list_webhooks()])
 
     @get_and_head(
-        "/{webhook_id:str}", sync_to_thread=True, responses=ERRORS, summary="A webhook's state"
+        "/{webhook_id:str}",
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="A webhook's state",
+        opt={SCOPE: READ},
     )
     def read(self, webhook_id: params.IdPath) -> Webhook:
         """Delivery state: cursor (last event id delivered), pending events (counted up
@@ -54,6 +68,7 @@ class WebhookController(Controller):
         sync_to_thread=True,
         responses=ERRORS,
         summary="Remove a webhook; its deliveries stop",
+        opt={SCOPE: ADMIN},
     )
     def remove(self, webhook_id: params.IdPath) -> Webhook:
         return _webhook(webhooks.delete_webhook(_id(webhook_id)))
