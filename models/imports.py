@@ -14,9 +14,10 @@ import json
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
-import psycopg2
-
-from models import segments  # the module: models.segments imports jobs, which imports this
+from models import (
+    segments,  # the module: models.segments imports jobs, which imports this
+    watchdog,
+)
 from models.db import db
 from models.errors import NotFound
 from models.events import change_with_events
@@ -67,7 +68,7 @@ class Upload:
     def __init__(self, segment: str, options: ImportOptions, key: str | None) -> None:
         self.segment, self.options, self.key = segment, options, key
         self.digest = hashlib.sha256()
-        self.conn = psycopg2.connect(**active().connect_params())
+        self.conn = watchdog.connect(active().connect_params())
         self.cur = self.conn.cursor()
         self.job_id = 0
 

@@ -23,6 +23,7 @@ from typing import ParamSpec, TypeVar
 import peewee
 import psycopg2
 
+from models import watchdog
 from models.db import Pool, db, read_on, reading_from, replica, wrote_here
 from models.settings import Settings
 
@@ -222,7 +223,7 @@ class LagMonitor:
         conn = self._conns.get(side)
         try:
             if conn is None or conn.closed:
-                conn = self._conns[side] = psycopg2.connect(**params)
+                conn = self._conns[side] = watchdog.connect(params)
                 conn.autocommit = True
             with conn.cursor() as cur:
                 yield cur

@@ -54,7 +54,7 @@ def _pgserver_bin() -> Path:
     return POSTGRES_BIN_PATH
 
 
-def _server_user() -> str | None:
+def server_user() -> str | None:
     """The OS user the servers run as; ``None``: this process's own."""
     if os.geteuid() != 0:
         return None
@@ -74,7 +74,7 @@ class StreamingPair:
 
     def __init__(self, bindir: Path) -> None:
         self.bin = bindir
-        self.user = _server_user()
+        self.user = server_user()
         self.root = Path(tempfile.mkdtemp(prefix="segments-pgpair-"))
         if self.user is not None:  # the servers write their data and sockets here
             entry = pwd.getpwnam(self.user)
