@@ -32,7 +32,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from scripts.pgpair import postgres_bin, server_user
-from scripts.procs import free_port
+from scripts.procs import descendants, free_port
 
 NEEDED = ("patroni", "patronictl", "etcd")
 TTL, LOOP_WAIT, RETRY_TIMEOUT = 10, 1, 3
@@ -64,22 +64,7 @@ class Node:
             postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return []
-        return [postmaster, *_children(postmaster)]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
-        if int(stat.rpartition(")")[2].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
+        return [postmaster, *descendants(postmaster)]
 
 
 class PatroniCluster:
