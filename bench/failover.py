@@ -40,6 +40,7 @@ class Outcome:
     write_back_s: float = 0.0  # from the fault to the first write that succeeded after
     window: dict = field(default_factory=dict)  # answers by status during that time
     statuses: dict = field(default_factory=dict)  # answers by status, the whole run
+    failed_s: list[float] = field(default_factory=list)  # first and last refusal, after the fault
     slowest_s: float = 0.0
     acknowledged: int = 0
     lost: int = 0  # acknowledged writes the new primary does not have
@@ -172,6 +173,8 @@ def _measure(outcome: Outcome, record, fault_at: float) -> None:
     done = [a.ended for a in writes if a.started >= last_failed and 200 <= a.status < 300]
     back = min(done, default=time.monotonic())
     outcome.write_back_s = round(back - fault_at, 2)
+    if failed:
+        outcome.failed_s = [round(min(failed) - fault_at, 2), round(last_failed - fault_at, 2)]
     outcome.window = dict(record.statuses(fault_at, back))
     outcome.statuses = dict(record.statuses())
     outcome.slowest_s = round(max(a.ended - a.started for a in record.answers), 2)
