@@ -17,20 +17,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
 import psycopg2
 
+from bench.common import load_note
+from bench.failover_checks import IMPORTED, check
 from bench.failover_load import SEEDED, Load
 from scripts.patroni import PatroniCluster, missing
 from scripts.procs import ROOT, Proc, descendants, free_port
 from scripts.receiver import Receiver
 
 FAULTS = ("kill", "freeze", "switchover")
-IMPORTED = 10_000  # users 1..IMPORTED are imported into FI
-SETTLE = 60.0  # seconds the jobs, the sweep and the deliveries get to finish afterwards
 
 
 @dataclass
@@ -142,7 +143,8 @@ def run(cluster: PatroniCluster, fault: str, name: str, redis_url: str, logdir: 
         load.stop()
         jobs["after"] = _post(http, "/segments", {"segment": "FB", "auto_percent": 10})
         _measure(outcome, load.record, fault_at)
-        _check(outcome, service, dsn, load.record, jobs, receiver)
+        outcome.lost = check(outcome.problems, http, dsn, load.record, jobs, receiver)
+        outcome.acknowledged = len(load.record.created) + len(load.record.added)
         _rejoined(outcome, cluster)
         if service.pids() != pids:
             outcome.problems.append(f"processes restarted: {pids} -> {service.pids()}")
@@ -195,81 +197,6 @@ def _measure(outcome: Outcome, record, fault_at: float) -> None:
         outcome.problems.append(f"answer outside the contract: {answer}")
 
 
-def _check(outcome: Outcome, service: Service, dsn: str, record, jobs: dict, receiver) -> None:
-    problems = outcome.problems
-    for name, job_id in jobs.items():
-        job = _wait(lambda job_id=job_id: _finished(service.http, job_id), f"job {name}")
-        if job is None or job["state"] != "done":
-            problems.append(f"job {name} did not finish: {job}")
-        elif name == "import" and job["result"]["added"] != IMPORTED:
-            problems.append(f"import added {job['result']['added']}, not {IMPORTED}")
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        outcome.acknowledged = len(record.created) + len(record.added)
-        cur.execute("SELECT id FROM users WHERE id = ANY(%s)", (sorted(record.created),))
-        lost = record.created - {row[0] for row in cur.fetchall()}
-        cur.execute(MEMBERS, ("FW", sorted(record.added)))
-        lost |= record.added - {row[0] for row in cur.fetchall()}
-        outcome.lost = len(lost)
-        if lost:
-            problems.append(f"{len(lost)} acknowledged writes lost, e.g. {sorted(lost)[:10]}")
-        cur.execute(AUTO_COUNTS, ("FA",))
-        members, expected = cur.fetchone()
-        if members != expected:
-            problems.append(f"FA has {members} members, its buckets hold {expected} users")
-    if _wait(lambda: _swept(dsn), "the TTL sweep") is None:
-        problems.append("expired memberships left unswept")
-    if _wait(lambda: not _undelivered(dsn, receiver), "webhook deliveries") is None:
-        problems.append(f"events never delivered: {sorted(_undelivered(dsn, receiver))[:10]}")
-    env = {**os.environ, "DATABASE_DSN": dsn}
-    command = [sys.executable, "-m", "models.verify"]
-    verify = subprocess.run(command, cwd=ROOT, env=env, text=True, capture_output=True)
-    if verify.returncode != 0:
-        problems.append(f"models.verify failed: {verify.stdout[-2000:]}")
-
-
-MEMBERS = """SELECT m.user_id FROM memberships m JOIN segments s ON s.id = m.segment_id
-             WHERE s.name = %s AND s.deleted_at IS NULL AND m.user_id = ANY(%s)"""
-AUTO_COUNTS = """SELECT (SELECT count(*) FROM memberships m WHERE m.segment_id = s.id),
-                        (SELECT count(*) FROM users u
-                         WHERE segment_bucket(s.salt, u.id) < s.auto_percent * 100)
-                 FROM segments s WHERE s.name = %s AND s.deleted_at IS NULL"""
-
-
-def _wait(predicate, what: str, timeout: float = SETTLE):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (httpx.HTTPError, psycopg2.Error):
-            value = None
-        if value:
-            return value
-        time.sleep(0.5)
-    return None
-
-
-def _finished(http: httpx.Client, job_id: int) -> dict | None:
-    job = http.get(f"/jobs/{job_id}").json()
-    return job if job["state"] in ("done", "failed") else None
-
-
-def _swept(dsn: str) -> bool:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM memberships WHERE expires_at < now() - interval '2s'")
-        (left,) = cur.fetchone()
-    conn.close()
-    return left == 0
-
-
-def _undelivered(dsn: str, receiver) -> set[int]:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("SELECT id FROM history")
-        ids = {row[0] for row in cur.fetchall()}
-    conn.close()
-    with receiver.lock:
-        return ids - receiver.ids
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--faults", default=",".join(FAULTS))
@@ -293,19 +220,29 @@ def main() -> None:
     finally:
         cluster.stop()
     print(summary(outcomes))
+    print(f"machine: {load_note()}")
 
 
 def summary(outcomes: list[Outcome]) -> str:
-    """A markdown table per fault: seconds until writes succeed, lost writes."""
-    lines = ["| fault | sync | runs | writes back (s) median [min-max] | acknowledged | lost |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    """A markdown table per fault: seconds until writes succeed, the answers in that
+    window (summed over the runs), the slowest answer, lost writes."""
+    lines = [
+        "| fault | synchronous | runs | writes back after, s: median [min-max] "
+        "| answers in the window | slowest answer, s | acknowledged writes | lost |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for fault in dict.fromkeys(o.fault for o in outcomes):
         mine = [o for o in outcomes if o.fault == fault]
         backs = sorted(o.write_back_s for o in mine)
-        median = backs[len(backs) // 2]
+        window: Counter = Counter()
+        for o in mine:
+            window.update(o.window)
+        answers = ", ".join(f"{k}: {v}" for k, v in sorted(window.items()))
         lines.append(
-            f"| {fault} | {mine[0].synchronous} | {len(mine)} | {median} [{backs[0]}-{backs[-1]}] "
-            f"| {sum(o.acknowledged for o in mine)} | {sum(o.lost for o in mine)} |"
+            f"| {fault} | {mine[0].synchronous} | {len(mine)} "
+            f"| {backs[len(backs) // 2]} [{backs[0]}-{backs[-1]}] | {answers} "
+            f"| {max(o.slowest_s for o in mine)} | {sum(o.acknowledged for o in mine)} "
+            f"| {sum(o.lost for o in mine)} |"
         )
     return "\n".join(lines)
 
