@@ -38,22 +38,21 @@ SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 _waiting: dict[Connection, float] = {}
 
 
+def _watched(conn: Connection, call: Any, *args: Any) -> Any:
+    """``call(*args)``, registered as a wait on ``conn`` for the watchdog."""
+    _waiting[conn] = time.monotonic()
+    try:
+        return call(*args)
+    finally:
+        _waiting.pop(conn, None)
+
+
 class Cursor(psycopg2.extensions.cursor):
     def execute(self, query: Any, vars: Any = None) -> None:
-        conn = self.connection
-        _waiting[conn] = time.monotonic()
-        try:
-            return super().execute(query, vars)
-        finally:
-            _waiting.pop(conn, None)
+        return _watched(self.connection, super().execute, query, vars)
 
     def copy_expert(self, sql: Any, file: Any, size: int = 8192) -> None:
-        conn = self.connection
-        _waiting[conn] = time.monotonic()
-        try:
-            return super().copy_expert(sql, file, size)
-        finally:
-            _waiting.pop(conn, None)
+        return _watched(self.connection, super().copy_expert, sql, file, size)
 
 
 class Connection(psycopg2.extensions.connection):
@@ -67,18 +66,10 @@ class Connection(psycopg2.extensions.connection):
         _watchdog.ensure_running()
 
     def commit(self) -> None:
-        _waiting[self] = time.monotonic()
-        try:
-            super().commit()
-        finally:
-            _waiting.pop(self, None)
+        _watched(self, super().commit)
 
     def rollback(self) -> None:
-        _waiting[self] = time.monotonic()
-        try:
-            super().rollback()
-        finally:
-            _waiting.pop(self, None)
+        _watched(self, super().rollback)
 
 
 def connect(params: dict[str, Any]) -> Connection:
