@@ -31,7 +31,8 @@ from scripts.patroni import PatroniCluster, missing
 from scripts.procs import ROOT, Proc, descendants, free_port
 from scripts.receiver import Receiver
 
-FAULTS = ("kill", "freeze", "switchover")
+FAULTS = ("kill", "freeze", "switchover", "kill-lagging")
+LAG_SECONDS = 2.0  # kill-lagging: how long the standby receives nothing before the kill
 
 
 @dataclass
@@ -103,13 +104,20 @@ def prepare(cluster: PatroniCluster, name: str) -> str:
 
 def inject(cluster: PatroniCluster, fault: str) -> None:
     """The fault, and what an operator (or Patroni) does after it: a killed leader is
-    started again, a frozen one thawed once a standby has been promoted."""
+    started again, a frozen one thawed once a standby has been promoted. kill-lagging
+    stops the standby's WAL receiver for LAG_SECONDS first (bench only): asynchronous
+    replication then acknowledges commits the standby never gets."""
     leader = cluster.leader()
     if fault == "switchover":
         cluster.switchover()
         return
-    if fault == "kill":
+    if fault.startswith("kill"):
+        paused = []
+        if fault == "kill-lagging":  # the standby behind at the crash, as over a slow link
+            paused = cluster.stop_receiver(next(n.name for n in cluster.nodes if n.name != leader))
+            time.sleep(LAG_SECONDS)
         cluster.kill(leader)
+        cluster.resume(paused)
         cluster.wait_leader(other_than=leader)
         cluster.start_node(cluster.node(leader))
         return

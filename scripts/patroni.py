@@ -177,6 +177,20 @@ class PatroniCluster:
         for pid in pids:
             _signal(pid, signal.SIGCONT)
 
+    def stop_receiver(self, name: str) -> list[int]:
+        """SIGSTOP the node's WAL receiver (a standby falling behind); its pids, for
+        ``resume``."""
+        node = self.node(name)
+        pids = [p for p in node.postgres_pids() if b"walreceiver" in _cmdline(p)]
+        for pid in pids:
+            _signal(pid, signal.SIGSTOP)
+        return pids
+
+    @staticmethod
+    def resume(pids: list[int]) -> None:
+        for pid in pids:
+            _signal(pid, signal.SIGCONT)
+
     def switchover(self, candidate: str | None = None) -> str:
         """A planned switchover to ``candidate`` (else any standby); the new leader."""
         leader = self.leader()
@@ -344,6 +358,13 @@ class PatroniCluster:
         if self.user is not None:
             entry = pwd.getpwnam(self.user)
             os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _signal(pid: int, sig: int) -> None:
