@@ -70,7 +70,8 @@ def server_user() -> str | None:
 
 class StreamingPair:
     """``start()`` makes and starts both servers; ``stop()`` stops them and removes the
-    folder. ``stop_replica``/``start_replica`` take the replica away and bring it back."""
+    folder. ``stop_replica``/``start_replica`` (and ``stop_primary``/``start_primary``) take
+    a server away and bring it back."""
 
     def __init__(self, bindir: Path) -> None:
         self.bin = bindir
@@ -103,6 +104,12 @@ class StreamingPair:
 
     def stop_replica(self) -> None:
         self._pg_ctl(self.replica_dir, self.replica_port, "stop")
+
+    def stop_primary(self) -> None:
+        self._pg_ctl(self.primary_dir, self.primary_port, "stop")
+
+    def start_primary(self) -> None:
+        self._pg_ctl(self.primary_dir, self.primary_port, "start")
 
     def stop(self) -> None:
         servers = ((self.replica_dir, self.replica_port), (self.primary_dir, self.primary_port))
