@@ -32,7 +32,7 @@ from scripts.procs import ROOT, Proc, descendants, free_port
 from scripts.receiver import Receiver
 
 FAULTS = ("kill", "freeze", "switchover", "kill-lagging")
-LAG_SECONDS = 2.0  # kill-lagging: how long the standby receives nothing before the kill
+LAG_SECONDS = 2.0  # kill-lagging: how long the leader sends no WAL before it is killed
 
 
 @dataclass
@@ -105,8 +105,9 @@ def prepare(cluster: PatroniCluster, name: str) -> str:
 def inject(cluster: PatroniCluster, fault: str) -> None:
     """The fault, and what an operator (or Patroni) does after it: a killed leader is
     started again, a frozen one thawed once a standby has been promoted. kill-lagging
-    stops the standby's WAL receiver for LAG_SECONDS first (bench only): asynchronous
-    replication then acknowledges commits the standby never gets."""
+    stops the leader's WAL senders LAG_SECONDS before the kill (bench only):
+    asynchronous replication then acknowledges commits the standby never gets. (A
+    stopped receiver would not do: its kernel still takes the WAL in.)"""
     leader = cluster.leader()
     if fault == "switchover":
         cluster.switchover()
@@ -114,7 +115,7 @@ def inject(cluster: PatroniCluster, fault: str) -> None:
     if fault.startswith("kill"):
         paused = []
         if fault == "kill-lagging":  # the standby behind at the crash, as over a slow link
-            paused = cluster.stop_receiver(next(n.name for n in cluster.nodes if n.name != leader))
+            paused = cluster.stop_sender(leader)
             time.sleep(LAG_SECONDS)
         cluster.kill(leader)
         cluster.resume(paused)

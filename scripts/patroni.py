@@ -177,11 +177,11 @@ class PatroniCluster:
         for pid in pids:
             _signal(pid, signal.SIGCONT)
 
-    def stop_receiver(self, name: str) -> list[int]:
-        """SIGSTOP the node's WAL receiver (a standby falling behind); its pids, for
-        ``resume``."""
+    def stop_sender(self, name: str) -> list[int]:
+        """SIGSTOP the node's WAL senders (its standbys fall behind: what they were sent
+        is all they get); their pids, for ``resume``."""
         node = self.node(name)
-        pids = [p for p in node.postgres_pids() if b"walreceiver" in _cmdline(p)]
+        pids = [p for p in node.postgres_pids() if b"walsender" in _cmdline(p)]
         for pid in pids:
             _signal(pid, signal.SIGSTOP)
         return pids
