@@ -6,6 +6,7 @@ once; ``python -m bench.failover`` repeats them for docs/scaling.md:
     python -m bench.failover --faults kill,freeze,switchover --runs 1
     python -m bench.failover --faults kill --runs 10
     python -m bench.failover --faults kill --runs 10 --asynchronous
+    python -m bench.failover --faults kill-lagging --runs 2 --max-lag-on-failover 67108864 [--asynchronous]
 """
 
 from __future__ import annotations
@@ -211,12 +212,15 @@ def main() -> None:
     parser.add_argument("--faults", default=",".join(FAULTS))
     parser.add_argument("--runs", type=int, default=1, help="runs of each fault")
     parser.add_argument("--asynchronous", action="store_true", help="synchronous_mode: false")
+    parser.add_argument("--max-lag-on-failover", type=int, default=1048576, help="bytes")
     parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"))
     args = parser.parse_args()
     reason = missing()
     if reason:
         sys.exit(f"bench.failover: {reason}")
-    cluster = PatroniCluster(nodes=2, synchronous=not args.asynchronous)
+    cluster = PatroniCluster(
+        nodes=2, synchronous=not args.asynchronous, max_lag_on_failover=args.max_lag_on_failover
+    )
     outcomes = []
     try:
         cluster.start()

@@ -71,7 +71,14 @@ class PatroniCluster:
     """``start()``, the faults, ``stop()``. ``synchronous=False`` runs the same cluster
     with asynchronous replication (the benchmark's comparison)."""
 
-    def __init__(self, nodes: int = 2, synchronous: bool = True, scope: str = "segments"):
+    def __init__(
+        self,
+        nodes: int = 2,
+        synchronous: bool = True,
+        scope: str = "segments",
+        max_lag_on_failover: int = 1048576,  # Patroni's default, bytes
+    ):
+        self.max_lag_on_failover = max_lag_on_failover
         self.bin = postgres_bin()
         self.user = server_user()
         self.synchronous = synchronous
@@ -309,6 +316,7 @@ class PatroniCluster:
                     "loop_wait": LOOP_WAIT,
                     "retry_timeout": RETRY_TIMEOUT,
                     "synchronous_mode": self.synchronous,
+                    "maximum_lag_on_failover": self.max_lag_on_failover,
                     "postgresql": {"use_pg_rewind": True, "parameters": parameters},
                 },
                 "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}],
