@@ -6,7 +6,8 @@ once; ``python -m bench.failover`` repeats them for docs/scaling.md:
     python -m bench.failover --faults kill,freeze,switchover --runs 1
     python -m bench.failover --faults kill --runs 10
     python -m bench.failover --faults kill --runs 10 --asynchronous
-    python -m bench.failover --faults kill-lagging --runs 2 --max-lag-on-failover 67108864 [--asynchronous]
+    python -m bench.failover --faults kill-lagging --runs 2 --max-lag-on-failover 67108864
+    (and the same with --asynchronous)
 """
 
 from __future__ import annotations
