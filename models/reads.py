@@ -61,11 +61,30 @@ user_segments = replica_read(_user_segments)
 user_segments.__doc__ = "The user's live segment names, sorted; ``None`` for an unknown user."
 
 
+class OffLoop(Exception):
+    """The loop's kept connection was lost: connecting anew could block the loop for a
+    connect timeout per unreachable host (a frozen or vanished primary), so the read goes
+    to a thread instead (``user_segments_off_loop``) until one succeeds there."""
+
+
+class _Loop:
+    __slots__ = ("lost",)
+
+    def __init__(self) -> None:
+        self.lost = False
+
+
+_loop = _Loop()
+
+
 def user_segments_in_loop(user_id: int) -> list[str] | None:
     """``user_segments`` for the event loop's thread, which serves it all the time: the
     thread keeps a pooled connection open between requests instead of a checkout and a
     return per request, one to each side reads go to (models/infra/replica.py). The pool holds
-    one connection spare for it (web/app.py)."""
+    one connection spare for it (web/app.py). Raises OffLoop while the database is out
+    of reach: the caller reads with ``user_segments_off_loop`` on a thread."""
+    if _loop.lost:
+        raise OffLoop
     if router.reads_from() is replica:
         try:
             return _kept_read(replica, user_id)
@@ -74,16 +93,28 @@ def user_segments_in_loop(user_id: int) -> list[str] | None:
     return _kept_read(db, user_id)
 
 
+def user_segments_off_loop(user_id: int) -> list[str] | None:
+    """``user_segments`` on a thread, while the loop's kept connection is lost; once it
+    succeeds, the loop reads (and reconnects) itself again."""
+    names = user_segments(user_id)
+    _loop.lost = False
+    return names
+
+
 def _kept_read(pool: Pool, user_id: int) -> list[str] | None:
     try:
         return _execute_kept(pool, user_id)
     except DISCONNECTED:
-        # Dropped by the server since the last read (a restart, a failover): once more
-        # on a new connection, after closing the idle ones that died with it.
-        if not connection_lost(pool):
+        # Dropped by the server since the last read (a restart, a failover), or cut by
+        # the watchdog (models/infra/watchdog.py): give it back, close the idle ones that died
+        # with it, and read on a thread until the database answers there. A connect
+        # that failed (the pool stays closed) is the same: the next could block too.
+        if not (pool.is_closed() or connection_lost(pool)):
             raise
+    pool.close()
     pool.close_idle()
-    return _execute_kept(pool, user_id)  # gives the dead one back, connects anew
+    _loop.lost = True
+    raise OffLoop
 
 
 def _execute_kept(pool: Pool, user_id: int) -> list[str] | None:

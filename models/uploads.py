@@ -17,12 +17,11 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-import psycopg2
-
 from models import audit, outbox
 from models.errors import NotFound
 from models.events import promise_no_history
 from models.imports import EXPAND, ImportOptions
+from models.infra import watchdog
 from models.infra.db import current_actor
 from models.infra.settings import active
 from models.tables import JobKind
@@ -57,7 +56,7 @@ class Upload:
     def __init__(self, segment: str, options: ImportOptions, key: str | None) -> None:
         self.segment, self.options, self.key = segment, options, key
         self.digest = hashlib.sha256()
-        self.conn = psycopg2.connect(**active().connect_params())
+        self.conn = watchdog.connect(active().connect_params())
         self.cur = self.conn.cursor()
         self.upload_id = 0
         self.batches: list[int] = []  # ids in each staged batch

@@ -54,7 +54,7 @@ def _pgserver_bin() -> Path:
     return POSTGRES_BIN_PATH
 
 
-def _server_user() -> str | None:
+def server_user() -> str | None:
     """The OS user the servers run as; ``None``: this process's own."""
     if os.geteuid() != 0:
         return None
@@ -70,11 +70,12 @@ def _server_user() -> str | None:
 
 class StreamingPair:
     """``start()`` makes and starts both servers; ``stop()`` stops them and removes the
-    folder. ``stop_replica``/``start_replica`` take the replica away and bring it back."""
+    folder. ``stop_replica``/``start_replica`` (and ``stop_primary``/``start_primary``) take
+    a server away and bring it back."""
 
     def __init__(self, bindir: Path) -> None:
         self.bin = bindir
-        self.user = _server_user()
+        self.user = server_user()
         self.root = Path(tempfile.mkdtemp(prefix="segments-pgpair-"))
         if self.user is not None:  # the servers write their data and sockets here
             entry = pwd.getpwnam(self.user)
@@ -103,6 +104,12 @@ class StreamingPair:
 
     def stop_replica(self) -> None:
         self._pg_ctl(self.replica_dir, self.replica_port, "stop")
+
+    def stop_primary(self) -> None:
+        self._pg_ctl(self.primary_dir, self.primary_port, "stop")
+
+    def start_primary(self) -> None:
+        self._pg_ctl(self.primary_dir, self.primary_port, "start")
 
     def stop(self) -> None:
         servers = ((self.replica_dir, self.replica_port), (self.primary_dir, self.primary_port))

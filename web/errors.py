@@ -57,19 +57,47 @@ def on_domain_error(request: Request, exc: DomainError) -> Response:
 
 
 RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock: the server is fine
+# The server is going away or is not the primary: connection exceptions (08), shutting
+# down or starting up (57P), a standby refusing a write (25006, read_only_sql_transaction).
+UNAVAILABLE = ("08", "57P", "25006")
+# A client may retry once the new primary is up; a Patroni failover takes about 10 s.
+RETRY_AFTER = {"Retry-After": "1"}
+OUT_OF_REACH = (
+    peewee.OperationalError,
+    peewee.InterfaceError,
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+    MaxConnectionsExceeded,
+)
 
 
-def on_database_unavailable(request: Request, exc: Exception) -> Response:
+def unavailable(exc: Exception) -> bool:
+    """Whether ``exc`` says the database is out of reach (or too busy: a timeout) rather
+    than the statement wrong."""
+    orig = getattr(exc, "orig", exc)  # peewee wraps the driver's error
+    if isinstance(orig, OUT_OF_REACH):
+        return True
+    code = getattr(orig, "pgcode", None)
+    if code is not None:
+        return code.startswith(UNAVAILABLE)
+    # No SQLSTATE: libpq's own error, i.e. the connection (a lost one can surface as a
+    # plain DatabaseError: an SSL record, libpq's "no message").
+    return type(orig) in (psycopg2.DatabaseError, peewee.DatabaseError)
+
+
+def on_database_error(request: Request, exc: Exception) -> Response:
     # peewee wraps the driver's error (in .orig); the hot read raises the driver's own.
     if getattr(getattr(exc, "orig", exc), "pgcode", None) in RETRYABLE:
-        return error_response(503, "concurrent update, retry the request")
-    # One dead connection usually means the server restarted or dropped them all: drop
-    # the idle ones too, so each does not cost a client a failed request of its own.
+        return error_response(503, "concurrent update, retry the request", headers=RETRY_AFTER)
+    if not unavailable(exc):
+        return on_unexpected(request, exc)
+    # One dead connection usually means the server restarted, failed over or dropped
+    # them all: drop the idle ones too, so each does not cost a client a failed request.
     db.close_idle()
     log.warning(
         "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
     )
-    return error_response(503, "database unavailable, retry later")
+    return error_response(503, "database unavailable, retry later", headers=RETRY_AFTER)
 
 
 def on_unexpected(request: Request, exc: Exception) -> Response:
@@ -82,10 +110,9 @@ def on_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     HTTPException: on_http_error,
     DomainError: on_domain_error,
-    peewee.OperationalError: on_database_unavailable,
-    peewee.InterfaceError: on_database_unavailable,
-    psycopg2.OperationalError: on_database_unavailable,
-    psycopg2.InterfaceError: on_database_unavailable,
-    MaxConnectionsExceeded: on_database_unavailable,
+    peewee.DatabaseError: on_database_error,
+    peewee.InterfaceError: on_database_error,
+    psycopg2.Error: on_database_error,
+    MaxConnectionsExceeded: on_database_error,
     Exception: on_unexpected,
 }

@@ -19,6 +19,7 @@ import psycopg2.errors
 from playhouse.pool import PooledPostgresqlDatabase
 
 from models.infra.settings import Settings
+from models.infra.watchdog import Connection
 
 SYSTEM = "system"
 
@@ -133,8 +134,8 @@ def _init_pool(pool: Pool, params: dict[str, str], settings: Settings) -> None:
         # instead, and report 503 if it is still exhausted after that.
         timeout=settings.db_pool_timeout,
         stale_timeout=300,
-        connect_timeout=int(params.pop("connect_timeout", 5)),
         application_name=params.pop("application_name", "segments"),
+        connection_factory=Connection,  # a silent server's calls are cut (watchdog.py)
         **params,
     )
 

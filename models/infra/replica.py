@@ -23,6 +23,7 @@ from typing import ParamSpec, TypeVar
 import peewee
 import psycopg2
 
+from models.infra import watchdog
 from models.infra.db import Pool, db, read_on, reading_from, replica, wrote_here
 from models.infra.settings import Settings
 
@@ -40,6 +41,8 @@ REPLICA_FAILED = (
     psycopg2.InterfaceError,
 )
 CHECK_TIMEOUT_MS = 1000
+_REPLAYED_ALL = """SELECT pg_is_in_recovery(),
+                          pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn()"""
 # Whether the replica has replayed the WAL the primary had written now, and one check
 # ago; and how long ago the last transaction it replayed committed on the primary.
 _REPLICA_LAG = """SELECT pg_is_in_recovery(),
@@ -55,11 +58,13 @@ class Side(StrEnum):
 
 @dataclass(frozen=True)
 class Check:
-    """One measurement: the lag, or why there is none; ``at`` is a monotonic time."""
+    """One measurement: the lag, or why there is none; ``at`` is a monotonic time;
+    ``note`` replaces the lag in the status's reason when the lag was not measured."""
 
     lag_ms: float | None
     problem: str | None
     at: float
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ class Router:
         # One reading of the clock for both the lag and the side, so they agree.
         lag_now = _lag_now(check)
         lag = round(lag_now, 1)
+        if check.note is not None:
+            return ReplicaStatus(True, Side.REPLICA, check.note, lag)
         if lag_now <= self.max_lag_ms:
             reason = f"lag {lag:g} ms <= REPLICA_MAX_LAG_MS {self.max_lag_ms:g}"
             return ReplicaStatus(True, Side.REPLICA, reason, lag)
@@ -197,9 +204,12 @@ class LagMonitor:
         return check
 
     def _measure(self) -> Check:
-        with self._cursor("primary", self.primary_params) as cur:
-            cur.execute("SELECT pg_current_wal_lsn()::text")
-            (lsn,) = cur.fetchone()
+        try:
+            with self._cursor("primary", self.primary_params) as cur:
+                cur.execute("SELECT pg_current_wal_lsn()::text")
+                (lsn,) = cur.fetchone()
+        except psycopg2.OperationalError:
+            return self._without_primary()
         at = time.monotonic()
         before_lsn, before_at = self._before or (lsn, at)
         self._before = (lsn, at)
@@ -217,12 +227,25 @@ class LagMonitor:
             lag = min(lag, (at - before_at) * 1000)
         return Check(lag, None, at)
 
+    def _without_primary(self) -> Check:
+        """The primary is out of reach (a failover): nothing can be acknowledged until a
+        new one is promoted, so a standby that has replayed all the WAL it received (in
+        synchronous mode: every acknowledged commit) serves reads (docs/failover.md)."""
+        with self._cursor("replica", self.replica_params) as cur:
+            cur.execute(_REPLAYED_ALL)
+            standby, replayed = cur.fetchone()
+        self._before = None  # the next check with a primary starts afresh
+        if not (standby and replayed):
+            raise psycopg2.OperationalError("primary unreachable")
+        note = "primary unreachable; the replica has replayed all the WAL it received"
+        return Check(0.0, None, time.monotonic(), note)
+
     @contextlib.contextmanager
     def _cursor(self, side: str, params: dict) -> Iterator[psycopg2.extensions.cursor]:
         conn = self._conns.get(side)
         try:
             if conn is None or conn.closed:
-                conn = self._conns[side] = psycopg2.connect(**params)
+                conn = self._conns[side] = watchdog.connect(params)
                 conn.autocommit = True
             with conn.cursor() as cur:
                 yield cur

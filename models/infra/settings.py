@@ -23,6 +23,19 @@ class ConfigError(Exception):
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres sslmode=disable"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DAY = 86_400
+# libpq settings every connection gets unless the DSN sets them (docs/failover.md): a
+# host that does not answer costs CONNECT_TIMEOUT before the next one of a multi-host
+# DSN is tried; a peer that vanished (power, network) is noticed by the keepalives when
+# idle and by tcp_user_timeout while data waits for its acknowledgement. A server that
+# is alive to TCP but silent is models/infra/watchdog.py's.
+CONNECTION_DEFAULTS = {
+    "connect_timeout": "3",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "3",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
 
 
 class BrokerKind(StrEnum):
@@ -83,7 +96,7 @@ class Settings:
         return None if dsn is None else self._params(dsn)
 
     def _params(self, dsn: str) -> dict[str, str]:
-        params = psycopg2.extensions.parse_dsn(dsn)
+        params = {**CONNECTION_DEFAULTS, **psycopg2.extensions.parse_dsn(dsn)}
         if self.database_password:
             params["password"] = self.database_password
         return params

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import peewee
 import pytest
+from psycopg2.sql import SQL, Identifier
 
 from models.infra.db import db, read_on, unit_of_work
+from tests.conftest import TEST_DB
 
 
 def terminate_app_connections(sql) -> None:
@@ -84,3 +86,27 @@ def test_a_write_on_a_dropped_connection_is_not_run_again(clean_db):
     with pytest.raises((peewee.OperationalError, peewee.InterfaceError)):
         write()
     assert len(calls) == 1
+
+
+def test_a_write_on_a_dropped_connection_answers_503_with_retry_after(client, sql):
+    assert client.post("/users", json={"id": 9}).status_code == 201
+    terminate_app_connections(sql)
+    r = client.post("/users", json={"id": 10})
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1", r.text
+    assert r.json()["error"] == "database unavailable, retry later"
+    assert client.post("/users", json={"id": 10}).status_code == 201  # the retry
+
+
+def test_a_write_a_standby_refuses_answers_503_not_500(client, sql):
+    # As a pool connected to a server that has since become a standby sees it:
+    # read_only_sql_transaction (25006), which is no bug of the request's.
+    database = Identifier(TEST_DB)
+    sql.execute(SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(database))
+    try:
+        terminate_app_connections(sql)  # pooled connections pick the setting up anew
+        db.close_idle()
+        r = client.post("/users", json={"id": 11})
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1", r.text
+    finally:
+        sql.execute(SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(database))
+        terminate_app_connections(sql)
