@@ -16,7 +16,8 @@ from enum import StrEnum
 
 import psycopg2
 
-from models import segments  # the module: models.segments imports jobs, which imports this
+# The modules: models.segments imports jobs, which imports this.
+from models import layer_members, segments, users
 from models.db import db
 from models.errors import NotFound
 from models.events import change_with_events
@@ -46,6 +47,7 @@ class ImportOptions:
     active_time: int | None = None
     mode: Mode = Mode.MERGE
     create_users: bool = False
+    move: bool = False  # users holding another segment of the layer are moved, not skipped
 
 
 @dataclass(frozen=True)
@@ -152,17 +154,7 @@ def _known_users(ids: list[int], create: bool) -> list[int]:
             (ids,),
         )
         if created:
-            # The auto segments each new user falls in, as POST /users gives them.
-            change_with_events(
-                """INSERT INTO memberships (user_id, segment_id, source)
-                   SELECT u, s.id, 'auto' FROM unnest(%(users)s::bigint[]) u
-                   JOIN segments s ON s.deleted_at IS NULL AND s.auto_percent > 0
-                    AND segment_bucket(s.salt, u) < (s.auto_percent * 100)::int
-                   RETURNING user_id, segment_id, %(reason)s AS reason,
-                             clock_timestamp() AS at, true AS event""",
-                {"users": created, "reason": Reason.AUTO.value},
-                Operation.ADD,
-            )
+            users.join_auto_segments(created)  # as POST /users gives them
     return _lock_users(ids)
 
 
@@ -246,14 +238,21 @@ def _listed_batch(job: Job, options: ImportOptions, size: int) -> BatchResult:
     known_set = set(known)
     unknown = [i for i in ids if i not in known_set]
     counts = {"added": 0, "removed": 0, "unchanged": 0, "unknown_users": len(unknown)}
+    conflicted: list[int] = []
     if known:
         _end_expired(job.segment_id, known)
-        if options.action is Action.ADD:
-            counts["added"] = _add(job.segment_id, known, options.active_time)
-        else:
+        if options.action is Action.REMOVE:
             counts["removed"] = _remove(job.segment_id, known, ("manual", "auto", "import"))
+        else:
+            room = layer_members.make_room_for(job.segment_id, known, options.move)
+            if room is not None:  # a layer's segment
+                known, conflicted = room.users, room.conflicted
+                counts |= {"conflicts": len(conflicted), "moved": room.moved}
+            counts["added"] = _add(job.segment_id, known, options.active_time) if known else 0
         counts["unchanged"] = len(known) - counts["added"] - counts["removed"]
-    return BatchResult(ids[-1], len(ids), False, counts=counts, unknown=unknown[:100])
+    return BatchResult(
+        ids[-1], len(ids), False, counts=counts, unknown=unknown[:100], conflicted=conflicted[:100]
+    )
 
 
 def _unlisted_batch(job: Job, size: int) -> BatchResult:
@@ -293,7 +292,7 @@ def import_batch(job: Job, size: int) -> BatchResult:
         return BatchResult(job.checkpoint, 0, True, phase=job.phase)
     p = job.params
     options = ImportOptions(
-        Action(p["action"]), p["active_time"], Mode(p["mode"]), p["create_users"]
+        Action(p["action"]), p["active_time"], Mode(p["mode"]), p["create_users"], p.get("move")
     )
     if job.phase == UNLISTED:
         return _unlisted_batch(job, size)

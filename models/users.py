@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
-from models.buckets import falls_in
+from models import segments  # the module: segments -> jobs -> imports -> this
 from models.db import db, reader, unit_of_work
 from models.errors import Conflict
 from models.events import change_with_events
 from models.replica import replica_read
-from models.segments import hold_auto_segments_shared
 from models.tables import Operation, Reason, User
 
 # Plain SQL on this write path, like a manual change's (models/memberships.py).
 _CREATE = "INSERT INTO users (id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING id"
-_AUTO_SEGMENTS = """SELECT id, name, salt, auto_percent FROM segments
-                    WHERE deleted_at IS NULL AND auto_percent > 0"""
+
+# The auto segments new users fall in: a plain segment by its own bucket and percent, a
+# layer's segment when it owns the user's bucket in the layer (one per layer at most).
+_JOIN_AUTO = """
+    INSERT INTO memberships (user_id, segment_id, source)
+    SELECT u, s.id, 'auto' FROM unnest(%(users)s::bigint[]) u
+    JOIN segments s ON s.deleted_at IS NULL AND s.layer_id IS NULL AND s.auto_percent > 0
+     AND segment_bucket(s.salt, u) < (s.auto_percent * 100)::int
+    UNION ALL
+    SELECT u, lb.segment_id, 'auto' FROM unnest(%(users)s::bigint[]) u
+    JOIN layers l ON l.deleted_at IS NULL
+    JOIN layer_buckets lb ON lb.layer_id = l.id AND lb.bucket = segment_bucket(l.salt, u)
+     AND lb.segment_id IS NOT NULL
+    ORDER BY 1, 2
+    RETURNING user_id, segment_id, %(reason)s AS reason, clock_timestamp() AS at, true AS event"""
+
+
+def join_auto_segments(user_ids: list[int]) -> list[str]:
+    """Add just-created users to the auto segments they fall in, with their events.
+    Returns the segments' names, sorted (for one user: its segments). The caller holds
+    ``hold_auto_segments_shared``, so no percent or bucket changes meanwhile."""
+    (names,) = change_with_events(
+        _JOIN_AUTO,
+        {"users": user_ids, "reason": Reason.AUTO.value},
+        Operation.ADD,
+        result="""SELECT coalesce(array_agg(s.name ORDER BY s.name COLLATE "C"), '{}')
+                  FROM changed c JOIN segments s ON s.id = c.segment_id""",
+    )
+    return names[0]
 
 
 @unit_of_work
@@ -25,21 +51,10 @@ def create_user(user_id: int) -> list[str]:
     # Shared with other user creations, exclusive against auto segment creation and
     # percent changes: either this user is committed before such a job scans the users,
     # or this transaction sees the segment's new percentage. No user is ever missed.
-    hold_auto_segments_shared()
+    segments.hold_auto_segments_shared()
     if db.execute_sql(_CREATE, (user_id,)).fetchone() is None:
         raise Conflict(f"user {user_id} already exists", id=user_id)
-    auto = db.execute_sql(_AUTO_SEGMENTS).fetchall()
-    chosen = sorted((name, sid) for sid, name, salt, pct in auto if falls_in(salt, user_id, pct))
-    if chosen:
-        change_with_events(
-            """INSERT INTO memberships (user_id, segment_id, source)
-               SELECT %(user)s, unnest(%(ids)s::int[]), 'auto'
-               RETURNING user_id, segment_id, %(reason)s AS reason,
-                         clock_timestamp() AS at, true AS event""",
-            {"user": user_id, "ids": [sid for _, sid in chosen], "reason": Reason.AUTO.value},
-            Operation.ADD,
-        )
-    return [name for name, _ in chosen]
+    return join_auto_segments([user_id])
 
 
 @replica_read

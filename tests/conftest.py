@@ -97,7 +97,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 TABLES = (
     "webhooks, import_keys, import_staging, history, jobs, segment_opt_outs, memberships, "
-    "segments, users, console_sessions"
+    "segments, users, console_sessions, schedule_steps, layer_buckets, layers"
 )
 
 

@@ -21,6 +21,7 @@ from web.openapi import use_msgspec_schemas
 from web.routes.health import health, ready
 from web.routes.history import HistoryController
 from web.routes.jobs import read_job
+from web.routes.layers import LayerController
 from web.routes.segments import SegmentController
 from web.routes.users import UserController
 from web.routes.webhooks import WebhookController
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
             UserController,
             WebhookController,
             SegmentController,
+            LayerController,
             HistoryController,
             read_job,
             health,

@@ -100,6 +100,7 @@ _PATTERN_WORDS = {
     "segments": SEGMENT_WORDS,
     "add": SEGMENT_WORDS,
     "remove": SEGMENT_WORDS,
+    "layer": SEGMENT_WORDS.replace("segment", "layer"),
     "url": "an http:// or https:// URL of at most 2048 characters, without user:password",
     "secret": "16-200 printable ASCII characters, no spaces",
 }
