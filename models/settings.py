@@ -69,6 +69,7 @@ class Settings:
     replica_max_lag_ms: int
     history_retention_months: int | None  # None: history is kept forever
     console_session_hours: float
+    schedule_interval: float = 1.0  # how often the scheduler looks for due schedule steps
 
     def connect_params(self) -> dict[str, str]:
         """libpq keywords for psycopg2, with the password merged in (never logged)."""
@@ -211,6 +212,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         console_session_hours=_number(
             env, "CONSOLE_SESSION_HOURS", 12, float, low=0.01, high=24 * 90
         ),
+        schedule_interval=_number(env, "SCHEDULE_INTERVAL", 1.0, float, low=0.1, high=3600),
     )
 
 
