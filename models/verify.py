@@ -82,8 +82,9 @@ CHECKS: dict[str, str] = {
                                       AND lb.bucket = segment_bucket(l.salt, m.user_id)) END""",
     # Layers: one membership per user per layer, of the layer's own segments; each
     # layer has its 10,000 buckets, owned by live segments of it, as many as their
-    # percent; and (no job running) every user of an owned bucket who holds nothing in
-    # the layer and was not removed by hand is its auto member.
+    # percent; and (no job running) every user of an owned bucket who never held a
+    # segment of the layer is its auto member (one who did may have been passed over
+    # while holding a sibling, or have left by TTL or by hand: nothing re-adds them).
     "two_memberships_in_a_layer": """
         SELECT user_id, layer_id, count(*) FROM memberships WHERE layer_id IS NOT NULL
         GROUP BY user_id, layer_id HAVING count(*) > 1""",
@@ -110,8 +111,8 @@ CHECKS: dict[str, str] = {
         WHERE lb.segment_id IS NOT NULL AND {NO_JOBS}
           AND NOT EXISTS (SELECT 1 FROM memberships m
                           WHERE m.user_id = u.id AND m.layer_id = l.id)
-          AND NOT EXISTS (SELECT 1 FROM segment_opt_outs o
-                          WHERE o.user_id = u.id AND o.segment_id = lb.segment_id)""",
+          AND NOT EXISTS (SELECT 1 FROM history h JOIN segments s ON s.id = h.segment_id
+                          WHERE h.user_id = u.id AND s.layer_id = l.id)""",
 }
 
 
