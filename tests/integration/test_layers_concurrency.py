@@ -94,7 +94,8 @@ def test_racing_writers_keep_one_membership_per_user_per_layer(client, sql):
         return go
 
     threads = [
-        threading.Thread(target=t) for t in (manual, raise_d, new_users, run(import_a), run(import_b))
+        threading.Thread(target=t)
+        for t in (manual, raise_d, new_users, run(import_a), run(import_b))
     ]
     for t in threads:
         t.start()

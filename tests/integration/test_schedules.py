@@ -103,13 +103,13 @@ def test_a_step_records_who_set_it(client, sql):
     runner makes it the actor of the step's change."""
     client.post("/segments", json={"segment": "A"})
     sql.execute("SELECT set_config('segments.actor', 'key:ops', false)")
-    sql.execute(
-        "INSERT INTO schedule_steps (segment_id, at, auto_percent) SELECT id, now(), 1 FROM segments"
+    step = (
+        "INSERT INTO schedule_steps (segment_id, at, auto_percent) "
+        "SELECT id, now(), %s FROM segments"
     )
+    sql.execute(step, (1,))
     sql.execute("SELECT set_config('segments.actor', '', false)")
-    sql.execute(
-        "INSERT INTO schedule_steps (segment_id, at, auto_percent) SELECT id, now(), 2 FROM segments"
-    )
+    sql.execute(step, (2,))
     sql.execute("SELECT actor FROM schedule_steps ORDER BY id")
     assert sql.fetchall() == [("key:ops",), ("system",)]
     assert [r.state for r in run_all()] == ["done", "done"]
