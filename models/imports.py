@@ -16,8 +16,7 @@ from enum import StrEnum
 
 import psycopg2
 
-# The modules: models.segments imports jobs, which imports this.
-from models import layer_members, segments, users
+from models import layer_members, users
 from models.db import db
 from models.errors import NotFound
 from models.events import change_with_events
@@ -147,7 +146,7 @@ def _lock_users(ids: list[int]) -> list[int]:
 def _known_users(ids: list[int], create: bool) -> list[int]:
     """The listed users that exist (created first when ``create``), row-locked."""
     if create:
-        segments.hold_auto_segments_shared()  # as POST /users: no auto assignment misses them
+        users.hold_auto_segments_shared()  # as POST /users: no auto assignment misses them
         created = _column(
             "INSERT INTO users (id) SELECT unnest(%s::bigint[]) ORDER BY 1 "
             "ON CONFLICT DO NOTHING RETURNING id",

@@ -11,15 +11,12 @@ from peewee import JOIN, fn
 
 from models import jobs, layers
 from models.buckets import new_salt, threshold
-from models.db import db, fetchone, reader, unit_of_work
+from models.db import fetchone, reader, unit_of_work
 from models.errors import Conflict, NotFound
 from models.memberships import LIVE_EXPR
 from models.replica import replica_read
 from models.tables import JobKind, Layer, Membership, Reason, ScheduleStep, Segment, StepState
-
-# Serialises auto segment creation / percent changes (exclusive) against user creation
-# (shared). Any constant works; it only has to be the same in every process.
-AUTO_SEGMENTS_LOCK = 5_120_447_903
+from models.users import hold_auto_segments_exclusive
 
 
 @dataclass(frozen=True)
@@ -32,14 +29,6 @@ class SegmentView:
     members: int | None = None
     job_id: int | None = None
     layer: str | None = None
-
-
-def hold_auto_segments_shared() -> None:
-    db.execute_sql("SELECT pg_advisory_xact_lock_shared(%s)", (AUTO_SEGMENTS_LOCK,))
-
-
-def _hold_auto_segments_exclusive() -> None:
-    db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (AUTO_SEGMENTS_LOCK,))
 
 
 def _view(segment: Segment, job_id: int | None = None) -> SegmentView:
@@ -74,7 +63,7 @@ def create_segment(name: str, auto_percent: Decimal, layer: str | None = None) -
     """With auto_percent > 0, the view carries the id of its assignment job. In a layer
     it takes auto_percent * 100 of the layer's buckets (409 if too few are free)."""
     if auto_percent > 0 or layer is not None:
-        _hold_auto_segments_exclusive()
+        hold_auto_segments_exclusive()
     in_layer = layers.lock_layer(layer) if layer is not None else None
     created = list(
         Segment.insert(
@@ -104,7 +93,7 @@ def delete_segment(name: str) -> SegmentView:
     removes its memberships (its id is in the view)."""
     # Like a percent change: a user being created either commits before the cleanup job
     # scans, or sees the segment as deleted and does not join it.
-    _hold_auto_segments_exclusive()
+    hold_auto_segments_exclusive()
     # Lock first, stamp after: the clock is read once no batch or request holds the row,
     # so the deletion time comes after every add it ends.
     segment = _live_locked(name)
@@ -131,7 +120,7 @@ def _live_locked(name: str) -> Segment:
 def change_percent(name: str, auto_percent: Decimal) -> SegmentView:
     """Set a new percentage; growing adds buckets [old, new), shrinking removes auto
     members at or above new. The view names the job (None if unchanged)."""
-    _hold_auto_segments_exclusive()
+    hold_auto_segments_exclusive()
     segment = _live_locked(name)
     old_t, new_t = threshold(segment.auto_percent), threshold(auto_percent)
     in_layer = None

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from models import segments  # the module: segments -> jobs -> imports -> this
 from models.db import db, reader, unit_of_work
 from models.errors import Conflict
 from models.events import change_with_events
 from models.replica import replica_read
 from models.tables import Operation, Reason, User
+
+# Serialises auto segment creation / percent changes (exclusive, models/segments.py)
+# against user creation (shared). Any constant works; it only has to be the same in
+# every process.
+AUTO_SEGMENTS_LOCK = 5_120_447_903
+
+
+def hold_auto_segments_shared() -> None:
+    db.execute_sql("SELECT pg_advisory_xact_lock_shared(%s)", (AUTO_SEGMENTS_LOCK,))
+
+
+def hold_auto_segments_exclusive() -> None:
+    db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (AUTO_SEGMENTS_LOCK,))
+
 
 # Plain SQL on this write path, like a manual change's (models/memberships.py).
 _CREATE = "INSERT INTO users (id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING id"
@@ -51,7 +64,7 @@ def create_user(user_id: int) -> list[str]:
     # Shared with other user creations, exclusive against auto segment creation and
     # percent changes: either this user is committed before such a job scans the users,
     # or this transaction sees the segment's new percentage. No user is ever missed.
-    segments.hold_auto_segments_shared()
+    hold_auto_segments_shared()
     if db.execute_sql(_CREATE, (user_id,)).fetchone() is None:
         raise Conflict(f"user {user_id} already exists", id=user_id)
     return join_auto_segments([user_id])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -76,7 +75,8 @@ def progress_label(done: int, total: int | None) -> str:
     return f"{number(done)} of {number(total)} ({min(100, done * 100 // total)}\u2009%)"
 
 
-# Owned ranges take a colour by their segment's name, so a segment keeps it across pages.
+# Owned ranges take a colour by their segment's place in the layer (by name), so no two
+# segments of a layer share one until there are more segments than colours.
 PALETTE = ["#3b6fd8", "#d8793b", "#2f9d62", "#9d3fb8", "#c43d5a", "#1f9bb0", "#8a7a1d"]
 
 
@@ -98,12 +98,13 @@ class Span:
         return (self.end - self.start) * 100 / BUCKETS
 
 
-def colour(name: str) -> str:
-    return PALETTE[hashlib.md5(name.encode()).digest()[0] % len(PALETTE)]
+def colours(view) -> dict[str, str]:
+    return {s.segment: PALETTE[i % len(PALETTE)] for i, s in enumerate(view.segments)}
 
 
 def spans(view) -> list[Span]:
-    found = [Span(a, b, s.segment, colour(s.segment)) for s in view.segments for a, b in s.ranges]
+    colour = colours(view)
+    found = [Span(a, b, s.segment, colour[s.segment]) for s in view.segments for a, b in s.ranges]
     found += [Span(a, b, "never_used", "") for a, b in view.never_used]
     found += [Span(a, b, "released", "") for a, b in view.released]
     return sorted(found, key=lambda s: s.start)

@@ -13,7 +13,7 @@ from litestar.response import Redirect, Template
 
 from models import layers, schedules
 from models.errors import Invalid
-from web.console.format import colour, spans
+from web.console.format import colours, spans
 from web.console.pages import page
 from web.methods import get_and_head
 from web.routes import params
@@ -25,8 +25,7 @@ def layer_list(request: Request) -> Template:
     return page(
         request,
         "layers.html",
-        layers=[(v, spans(v)) for v in views],
-        colour=colour,
+        layers=[(v, spans(v), colours(v)) for v in views],
         title="Layers",
     )
 
@@ -35,7 +34,12 @@ def layer_list(request: Request) -> Template:
 def layer_page(request: Request, name: params.LayerPath) -> Template:
     view = layers.get_layer(params.layer_name(name))
     return page(
-        request, "layer.html", layer=view, spans=spans(view), colour=colour, title=f"Layer {name}"
+        request,
+        "layer.html",
+        layer=view,
+        spans=spans(view),
+        colours=colours(view),
+        title=f"Layer {name}",
     )
 
 

@@ -16,7 +16,7 @@ from litestar.response import Redirect, Stream, Template
 from models import console, layers, memberships, schedules, segments
 from models.errors import Invalid, NotFound
 from models.tables import JobState
-from web.console.format import colour, members_chart, progress_label, spans
+from web.console.format import colours, members_chart, progress_label, spans
 from web.methods import get_and_head
 from web.routes import params
 from web.routes.history import user_report
@@ -132,7 +132,7 @@ def segment(request: Request, name: params.NamePath, after: params.After = "0") 
         layer=layer,
         layer_spans=spans(layer) if layer else [],
         ranges=next((s.ranges for s in layer.segments if s.segment == name), []) if layer else [],
-        colour=colour,
+        colours=colours(layer) if layer else {},
         schedule=schedules.get_schedule(name),
     )
 
