@@ -79,6 +79,7 @@ class LayerController(Controller):
     path = "/layers"
     tags = ["layers"]
     options = options_handler()
+    item_options = options_handler("/{name:str}")  # GET and DELETE share it
 
     @post("/", status_code=201, sync_to_thread=True, responses=ERRORS, summary="Create a layer")
     def create(self, data: JSONBody[LayerCreate]) -> Layer:
