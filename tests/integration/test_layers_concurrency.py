@@ -4,11 +4,14 @@ and once the jobs are done the invariant checker passes."""
 
 from __future__ import annotations
 
+import os
 import random
 import threading
+import time
 from decimal import Decimal
 
 import peewee
+import psycopg2
 
 from models import imports, jobs, layers, memberships, segments, users
 from models.errors import Conflict
@@ -115,3 +118,43 @@ def test_racing_writers_keep_one_membership_per_user_per_layer(client, sql):
     report = verify()
     assert report["ok"], report["violations"]
     assert conflicts  # some adds met a sibling and were refused
+
+
+def test_a_sibling_committed_while_a_manual_add_waits_is_a_409(client, sql):
+    """The check in Python sees nothing (the sibling is not committed yet); the unique
+    index makes the add wait, then refuses it: 409, and the user keeps the sibling."""
+    sql.execute("INSERT INTO users (id) VALUES (1)")
+    layers.create_layer("L")
+    segments.create_segment("A", Decimal(0), "L")
+    segments.create_segment("B", Decimal(0), "L")
+    other = psycopg2.connect(os.environ["DATABASE_DSN"])
+    with other.cursor() as cur:
+        cur.execute(
+            "INSERT INTO memberships (user_id, segment_id, source) "
+            "SELECT 1, id, 'manual' FROM segments WHERE name = 'B'"
+        )
+    answer: list = []
+    adding = threading.Thread(
+        target=lambda: answer.append(client.patch("/users", json={"id": 1, "segments": ["A"]}))
+    )
+    adding.start()
+    wait_for_lock_wait(sql)
+    other.commit()
+    other.close()
+    adding.join(30)
+    assert answer[0].status_code == 409, answer[0].text
+    sql.execute("SELECT s.name FROM memberships m JOIN segments s ON s.id = m.segment_id")
+    assert sql.fetchall() == [("B",)]
+
+
+def wait_for_lock_wait(sql, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sql.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        )
+        if sql.fetchone()[0]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the add never waited for the uncommitted sibling")
