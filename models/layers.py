@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from peewee import fn
+
 from models.buckets import BUCKETS, bucket, new_salt
 from models.db import db, fetchall, fetchone, reader, unit_of_work
 from models.errors import Conflict, NotFound
@@ -102,9 +104,7 @@ def delete_layer(name: str) -> None:
             layer=name,
             segments=held,
         )
-    Layer.update(deleted_at=db.execute_sql("SELECT now()").fetchone()[0]).where(
-        Layer.id == layer.id
-    ).execute()
+    Layer.update(deleted_at=fn.now()).where(Layer.id == layer.id).execute()
 
 
 def lock_layer(name: str | None = None, layer_id: int | None = None) -> Layer:

@@ -271,3 +271,14 @@ def test_released_buckets_go_to_the_new_owner_before_the_old_rows_are_cleaned(cl
     run_unfinished_jobs()
     report = verify()
     assert report["ok"], report
+
+
+def test_delete_a_layer_once_its_segments_are_gone(client):
+    layer(client)
+    create(client, "A", 10)
+    assert client.request("DELETE", "/layers/L").status_code == 409
+    client.request("DELETE", "/segments", json={"segment": "A"})
+    assert client.request("DELETE", "/layers/L").status_code == 200
+    assert client.get("/layers/L").status_code == 404
+    assert client.request("DELETE", "/layers/L").status_code == 404
+    assert layer(client)["free"] == 10000  # the name is free again, with fresh buckets
