@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from models import users
+from models import layer_members, users
 from models.events import change_with_events
 from models.infra.db import db
 from models.job_batches import BatchResult
@@ -40,6 +40,7 @@ class ImportOptions:
     active_time: int | None = None
     mode: Mode = Mode.MERGE
     create_users: bool = False
+    move: bool = False  # users holding another segment of the layer are moved, not skipped
 
 
 SEGMENT_DELETED = "the segment was deleted"
@@ -150,16 +151,23 @@ def _listed_batch(job: Job, options: ImportOptions, size: int) -> BatchResult:
     known_set = set(known)
     unknown = [i for i in ids if i not in known_set]
     counts = {"added": 0, "removed": 0, "unchanged": 0, "unknown_users": len(unknown)}
+    conflicted: list[int] = []
     if known:
         _end_expired(job.segment_id, known)
-        if options.action is Action.ADD:
-            counts["added"] = _add(job.segment_id, known, options.active_time)
-        else:
+        if options.action is Action.REMOVE:
             # Every listed user opts out, member or not, as a manual removal does.
             counts["removed"] = len(_remove(job.segment_id, known, ("manual", "auto", "import")))
             opt_out([job.segment_id], known)
+        else:
+            room = layer_members.make_room_for(job.segment_id, known, options.move)
+            if room is not None:  # a layer's segment
+                known, conflicted = room.users, room.conflicted
+                counts |= {"conflicts": len(conflicted), "moved": room.moved}
+            counts["added"] = _add(job.segment_id, known, options.active_time) if known else 0
         counts["unchanged"] = len(known) - counts["added"] - counts["removed"]
-    return BatchResult(ids[-1], len(ids), False, counts=counts, unknown=unknown[:100])
+    return BatchResult(
+        ids[-1], len(ids), False, counts=counts, unknown=unknown[:100], conflicted=conflicted[:100]
+    )
 
 
 def _unlisted_batch(job: Job, size: int) -> BatchResult:
@@ -225,7 +233,7 @@ def import_batch(job: Job, size: int) -> BatchResult:
         return BatchResult(job.checkpoint, 0, True, phase=job.phase, error=SEGMENT_DELETED)
     p = job.params
     options = ImportOptions(
-        Action(p["action"]), p["active_time"], Mode(p["mode"]), p["create_users"]
+        Action(p["action"]), p["active_time"], Mode(p["mode"]), p["create_users"], p.get("move")
     )
     if job.phase == EXPAND:
         return _expand_batch(job)

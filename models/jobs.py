@@ -170,8 +170,11 @@ def _add_counts(result: dict | None, batch: BatchResult) -> dict:
     result = dict(result or {})
     for name, n in (batch.counts or {}).items():
         result[name] = result.get(name, 0) + n
-    sample = result.get("unknown_sample", [])
-    result["unknown_sample"] = (sample + (batch.unknown or []))[:SAMPLE]
+    samples = [("unknown_sample", batch.unknown)]
+    if "conflicts" in result:  # an import into a layer's segment
+        samples.append(("conflict_sample", batch.conflicted))
+    for name, ids in samples:
+        result[name] = (result.get(name, []) + (ids or []))[:SAMPLE]
     return result
 
 

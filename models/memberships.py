@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from peewee import JOIN
+
+from models import layer_members
 from models.errors import Invalid, NotFound
 from models.events import change_with_events
 from models.infra.db import db, reader, unit_of_work, walk_in_key_order
 from models.infra.replica import replica_read
-from models.tables import Membership, Operation, Reason, Segment, User
+from models.tables import Layer, Membership, Operation, Reason, Segment, User
 
 # The one rule for a membership removed by the system rather than by a person: it ended
 # at whichever came first, its expiry or its segment's deletion. ``doomed`` (a CTE the
@@ -40,8 +43,10 @@ _END = """
 # building them with the query builder tripled the web process's CPU per write
 # (docs/benchmarks.md, "Writes after the merge").
 _LOCK_USER = "SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE"
-_LOCK_SEGMENTS = """SELECT name, id FROM segments WHERE deleted_at IS NULL AND name = ANY(%s)
-                    ORDER BY id FOR SHARE"""
+_LOCK_SEGMENTS = """SELECT s.name, s.id, s.layer_id, l.name FROM segments s
+                    LEFT JOIN layers l ON l.id = s.layer_id
+                    WHERE s.deleted_at IS NULL AND s.name = ANY(%s)
+                    ORDER BY s.id FOR SHARE OF s"""
 _SET_EXPIRY = """UPDATE memberships SET expires_at = clock_timestamp() + make_interval(secs => %s)
                  WHERE user_id = %s AND segment_id = ANY(%s)"""
 # The opt-out rule: a person who removes users from segments opts each pair out of auto
@@ -69,6 +74,7 @@ class MembershipView:
     added_at: datetime
     expires_at: datetime | None
     added_by: str
+    layer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,8 +119,10 @@ def user_memberships(user_id: int) -> list[MembershipView] | None:
             Membership.added_at,
             Membership.expires_at,
             Membership.added_by,
+            Layer.name,
         )
         .join(Segment)
+        .join(Layer, JOIN.LEFT_OUTER, on=(Layer.id == Segment.layer))
         .where(Membership.user == user_id, Membership.is_live())
         .order_by(Segment.name)
         .bind(reader())
@@ -130,10 +138,18 @@ def _lock_user(user_id: int) -> None:
         raise NotFound.user(user_id)
 
 
-def _lock_live_segments(names: list[str]) -> dict[str, int]:
-    """Ids of the named live segments, share-locked so a concurrent delete or percent
-    change waits for this transaction. Raises NotFound naming every unknown one."""
-    found = dict(db.execute_sql(_LOCK_SEGMENTS, (names,)).fetchall())
+@dataclass(frozen=True)
+class LockedSegment:
+    id: int
+    layer_id: int | None
+    layer: str | None
+
+
+def _lock_live_segments(names: list[str]) -> dict[str, LockedSegment]:
+    """The named live segments, share-locked so a concurrent delete or percent change
+    waits for this transaction. Raises NotFound naming every unknown one."""
+    rows = db.execute_sql(_LOCK_SEGMENTS, (names,)).fetchall()
+    found = {name: LockedSegment(*rest) for name, *rest in rows}
     unknown = sorted(set(names) - found.keys())
     if unknown:
         raise NotFound(f"unknown segments: {', '.join(unknown)}", segments=unknown)
@@ -181,23 +197,27 @@ def change_memberships(
     add: Iterable[str] = (),
     remove: Iterable[str] = (),
     active_time: int | None = None,
+    move: bool = False,
 ) -> MembershipChange:
-    """Add and remove segments for one user, all or nothing (names sorted)."""
+    """Add and remove segments for one user, all or nothing (names sorted). Adding a
+    segment of a layer where the user holds another is a Conflict, unless ``move``."""
     add, remove = sorted(set(add)), sorted(set(remove))
     both = sorted(set(add) & set(remove))
     if both:
         raise Invalid("a segment cannot be both added and removed", segments=both)
     _lock_user(user_id)
-    ids = _lock_live_segments(add + remove)
+    found = _lock_live_segments(add + remove)
+    ids = {name: s.id for name, s in found.items()}
     # A membership that expired but was not swept yet ended at its expiry: record that
     # now, so a re-add below is a new membership with an event of its own.
     remove_ended(
         """SELECT user_id, segment_id FROM memberships
            WHERE user_id = %(user)s AND segment_id = ANY(%(ids)s) AND expires_at <= now()
            FOR UPDATE""",
-        {"user": user_id, "ids": [ids[n] for n in add + remove]},
+        {"user": user_id, "ids": list(ids.values())},
     )
-    if add:
-        _add(user_id, [ids[n] for n in add], active_time)
     removed = _remove(user_id, [ids[n] for n in remove]) if remove else set()
+    if add:
+        layer_members.make_room(user_id, {n: found[n] for n in add}, move)
+        _add(user_id, [ids[n] for n in add], active_time)
     return MembershipChange(added=add, removed=[n for n in remove if ids[n] in removed])

@@ -9,12 +9,12 @@ from decimal import Decimal
 
 from peewee import JOIN, fn
 
-from models import audit, jobs
+from models import audit, jobs, layers
 from models.buckets import new_salt, threshold
 from models.errors import Conflict, NotFound
 from models.infra.db import fetchone, reader, unit_of_work
 from models.infra.replica import replica_read
-from models.tables import JobKind, Membership, Reason, Segment
+from models.tables import JobKind, Layer, Membership, Reason, ScheduleStep, Segment, StepState
 from models.users import hold_auto_segments_exclusive
 
 
@@ -27,6 +27,7 @@ class SegmentView:
     created_at: datetime
     members: int | None = None
     job_id: int | None = None
+    layer: str | None = None
 
 
 def _view(segment: Segment, job_id: int | None = None) -> SegmentView:
@@ -36,6 +37,7 @@ def _view(segment: Segment, job_id: int | None = None) -> SegmentView:
         created_at=segment.created_at,
         members=getattr(segment, "members", None),
         job_id=job_id,
+        layer=getattr(segment, "layer_name", None),
     )
 
 
@@ -43,13 +45,29 @@ def _live(name: str):
     return Segment.select().where(Segment.name == name, Segment.is_live())
 
 
+def _assign(segment: Segment, low: int, high: int, reason: Reason, taken) -> int | None:
+    """Record the job that adds the users of buckets [low, high), or of the layer's
+    buckets just taken (``taken``)."""
+    if taken is not None:
+        params = {"low_rank": taken.low, "high_rank": taken.high, "reason": reason.value}
+    elif high > low and segment.layer_id is None:
+        params = {"low": low, "high": high, "reason": reason.value}
+    else:
+        return None
+    return jobs.create_job(JobKind.ASSIGN_AUTO, segment.id, params)
+
+
 @unit_of_work
-def create_segment(name: str, auto_percent: Decimal) -> SegmentView:
-    """With auto_percent > 0, the view carries the id of its assignment job."""
-    if auto_percent > 0:
+def create_segment(name: str, auto_percent: Decimal, layer: str | None = None) -> SegmentView:
+    """With auto_percent > 0, the view carries the id of its assignment job. In a layer
+    it takes auto_percent * 100 of the layer's buckets (409 if too few are free)."""
+    if auto_percent > 0 or layer is not None:
         hold_auto_segments_exclusive()
+    in_layer = layers.lock_layer(layer) if layer is not None else None
     created = list(
-        Segment.insert(name=name, salt=new_salt(), auto_percent=auto_percent)
+        Segment.insert(
+            name=name, salt=new_salt(), auto_percent=auto_percent, layer=in_layer and in_layer.id
+        )
         .on_conflict(
             conflict_target=[Segment.name],
             conflict_where=Segment.is_live(),
@@ -61,12 +79,13 @@ def create_segment(name: str, auto_percent: Decimal) -> SegmentView:
     if not created:
         raise Conflict(f"segment {name} already exists", segment=name)
     (segment,) = created
-    job_id = None
-    if auto_percent > 0:
-        params = {"low": 0, "high": threshold(auto_percent), "reason": Reason.AUTO.value}
-        job_id = jobs.create_job(JobKind.ASSIGN_AUTO, segment.id, params)
-    audit.record("segment.create", name, {"after": {"auto_percent": str(segment.auto_percent)}})
-    return _view(segment, job_id)
+    taken = None
+    if in_layer is not None:
+        segment.layer_name = in_layer.name
+        taken = layers.take(in_layer, segment.id, name, threshold(auto_percent))
+    after = {"auto_percent": str(segment.auto_percent), "layer": layer}
+    audit.record("segment.create", name, {"after": after})
+    return _view(segment, _assign(segment, 0, threshold(auto_percent), Reason.AUTO, taken))
 
 
 @unit_of_work
@@ -78,12 +97,25 @@ def delete_segment(name: str) -> SegmentView:
     hold_auto_segments_exclusive()
     # Lock first, stamp after: the clock is read once no batch or request holds the row,
     # so the deletion time comes after every add it ends.
+    segment = _live_locked(name)
+    Segment.update(deleted_at=fn.clock_timestamp()).where(Segment.id == segment.id).execute()
+    if segment.layer_id is not None:
+        layer = layers.lock_layer(layer_id=segment.layer_id)
+        segment.layer_name = layer.name
+        layers.give_back(layer, segment.id, None)
+    # Its schedule ends with it (a step deleting it is marked done by its runner).
+    ScheduleStep.delete().where(
+        ScheduleStep.segment == segment.id, ScheduleStep.state == StepState.PENDING
+    ).execute()
+    audit.record("segment.delete", name, {"before": {"auto_percent": str(segment.auto_percent)}})
+    return _view(segment, jobs.create_job(JobKind.CLEANUP_SEGMENT, segment.id, {}))
+
+
+def _live_locked(name: str) -> Segment:
     segment = _live(name).for_update().first()
     if segment is None:
         raise NotFound(f"segment {name} not found", segment=name)
-    Segment.update(deleted_at=fn.clock_timestamp()).where(Segment.id == segment.id).execute()
-    audit.record("segment.delete", name, {"before": {"auto_percent": str(segment.auto_percent)}})
-    return _view(segment, jobs.create_job(JobKind.CLEANUP_SEGMENT, segment.id, {}))
+    return segment
 
 
 @unit_of_work
@@ -91,10 +123,17 @@ def change_percent(name: str, auto_percent: Decimal) -> SegmentView:
     """Set a new percentage; growing adds buckets [old, new), shrinking removes auto
     members at or above new. The view names the job (None if unchanged)."""
     hold_auto_segments_exclusive()
-    segment = _live(name).for_update().first()
-    if segment is None:
-        raise NotFound(f"segment {name} not found", segment=name)
+    segment = _live_locked(name)
     old_t, new_t = threshold(segment.auto_percent), threshold(auto_percent)
+    in_layer = None
+    if segment.layer_id is not None:
+        in_layer = layers.lock_layer(layer_id=segment.layer_id)
+        segment.layer_name = in_layer.name
+    taken = None
+    if in_layer is not None and new_t > old_t:
+        taken = layers.take(in_layer, segment.id, name, new_t - old_t)
+    elif in_layer is not None and new_t < old_t:
+        layers.give_back(in_layer, segment.id, old_t - new_t)
     Segment.update(auto_percent=auto_percent).where(Segment.id == segment.id).execute()
     before = segment.auto_percent
     segment.auto_percent = Decimal(auto_percent).quantize(Decimal("0.01"))
@@ -106,11 +145,8 @@ def change_percent(name: str, auto_percent: Decimal) -> SegmentView:
             "after": {"auto_percent": str(segment.auto_percent)},
         },
     )
-    job_id = None
-    if new_t > old_t:
-        params = {"low": old_t, "high": new_t, "reason": Reason.PERCENT_CHANGE.value}
-        job_id = jobs.create_job(JobKind.ASSIGN_AUTO, segment.id, params)
-    elif new_t < old_t:
+    job_id = _assign(segment, old_t, new_t, Reason.PERCENT_CHANGE, taken)
+    if new_t < old_t:
         job_id = jobs.create_job(JobKind.SHRINK_AUTO, segment.id, {"low": new_t})
     return _view(segment, job_id)
 
@@ -123,11 +159,12 @@ def _live_members_count():
 def list_segments() -> list[SegmentView]:
     query = (
         Segment.select(Segment.name, Segment.auto_percent, Segment.created_at)
-        .select_extend(_live_members_count())
+        .select_extend(_live_members_count(), Layer.name.alias("layer_name"))
         .join(Membership, JOIN.LEFT_OUTER, on=(Membership.segment == Segment.id))
         .where(Segment.is_live())
-        .group_by(Segment.id)
+        .group_by(Segment.id, Layer.id)
         .order_by(Segment.name)
+        .objects()  # the layer's name on the segment, as layer_name
         .bind(reader())
     )
     return [_view(s) for s in query]
@@ -137,9 +174,11 @@ def list_segments() -> list[SegmentView]:
 def get_segment(name: str) -> SegmentView:
     query = (
         _live(name)
-        .select_extend(_live_members_count())
+        .select_extend(_live_members_count(), Layer.name.alias("layer_name"))
         .join(Membership, JOIN.LEFT_OUTER, on=(Membership.segment == Segment.id))
-        .group_by(Segment.id)
+        .join_from(Segment, Layer, JOIN.LEFT_OUTER, on=(Layer.id == Segment.layer))
+        .group_by(Segment.id, Layer.id)
+        .objects()
         .bind(reader())
     )
     segment = query.first()

@@ -36,6 +36,7 @@ class Reason(StrEnum):
     SEGMENT_DELETED = "segment_deleted"
     PERCENT_CHANGE = "percent_change"
     IMPORT = "import"
+    LAYER_MOVE = "layer_move"
 
 
 class JobKind(StrEnum):
@@ -60,6 +61,19 @@ class User(BaseModel):
         table_name = "users"
 
 
+class Layer(BaseModel):
+    """Segments that never share a user: each owns buckets of the layer's 10,000."""
+
+    name = pw.CharField(max_length=64, collation="C")
+    salt = pw.TextField()
+    created_at = pw.DateTimeField()
+    deleted_at = pw.DateTimeField(null=True)
+    last_rank = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "layers"
+
+
 class Segment(BaseModel):
     # "C": names sort by their bytes everywhere, as Python sorts them, whatever the
     # database's default collation is.
@@ -69,6 +83,7 @@ class Segment(BaseModel):
     created_at = pw.DateTimeField()
     # Soft delete: the row stays so history keeps the name; the live name is unique.
     deleted_at = pw.DateTimeField(null=True)
+    layer = pw.ForeignKeyField(Layer, column_name="layer_id", null=True)
 
     class Meta:
         table_name = "segments"
@@ -79,6 +94,20 @@ class Segment(BaseModel):
         return cls.deleted_at.is_null()
 
 
+class LayerBucket(BaseModel):
+    """A bucket of a layer: free (never used or released) or owned by one segment."""
+
+    layer = pw.ForeignKeyField(Layer, column_name="layer_id")
+    bucket = pw.SmallIntegerField()
+    segment = pw.ForeignKeyField(Segment, column_name="segment_id", null=True)
+    taken_rank = pw.BigIntegerField(null=True)
+    released_rank = pw.BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "layer_buckets"
+        primary_key = pw.CompositeKey("layer", "bucket")
+
+
 class Membership(BaseModel):
     user = pw.ForeignKeyField(User, column_name="user_id")
     segment = pw.ForeignKeyField(Segment, column_name="segment_id")
@@ -86,6 +115,7 @@ class Membership(BaseModel):
     added_at = pw.DateTimeField()
     expires_at = pw.DateTimeField(null=True)
     added_by = pw.TextField()
+    layer = pw.IntegerField(column_name="layer_id", null=True)  # set by a trigger
 
     class Meta:
         table_name = "memberships"
@@ -230,6 +260,31 @@ class AuditEntry(BaseModel):
 
     class Meta:
         table_name = "audit"
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ScheduleStep(BaseModel):
+    """A change of a segment at a set time: a new auto_percent, or its deletion."""
+
+    id = pw.BigAutoField()
+    segment = pw.ForeignKeyField(Segment, column_name="segment_id")
+    at = pw.DateTimeField()
+    auto_percent = pw.DecimalField(max_digits=5, decimal_places=2, null=True)
+    deletes = pw.BooleanField(column_name="delete")  # not `delete`: Model.delete
+    state = pw.TextField()
+    job = pw.ForeignKeyField(Job, column_name="job_id", null=True)
+    error = pw.TextField(null=True)
+    actor = pw.TextField()
+    created_at = pw.DateTimeField()
+    ran_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "schedule_steps"
 
 
 class ConsoleSession(BaseModel):

@@ -11,7 +11,6 @@ assignment job misses a user created as it starts.
 
 from __future__ import annotations
 
-from models.buckets import falls_in
 from models.errors import Conflict
 from models.events import change_with_events
 from models.infra.db import db, reader, unit_of_work
@@ -26,18 +25,22 @@ AUTO_SEGMENTS_LOCK = 5_120_447_903
 _CREATE_ONE = "INSERT INTO users (id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING id"
 _CREATE_MANY = """INSERT INTO users (id) SELECT unnest(%s::bigint[]) ORDER BY 1
               ON CONFLICT DO NOTHING RETURNING id"""
-_JOIN_AUTO = """INSERT INTO memberships (user_id, segment_id, source)
-                SELECT u, s.id, 'auto' FROM unnest(%(users)s::bigint[]) u
-                JOIN segments s ON s.deleted_at IS NULL AND s.auto_percent > 0
-                 AND segment_bucket(s.salt, u) < (s.auto_percent * 100)::int
-                RETURNING user_id, segment_id, %(reason)s AS reason,
-                          clock_timestamp() AS at, true AS event"""
-_AUTO_SEGMENTS = """SELECT id, name, salt, auto_percent FROM segments
-                    WHERE deleted_at IS NULL AND auto_percent > 0"""
-_JOIN_CHOSEN = """INSERT INTO memberships (user_id, segment_id, source)
-                  SELECT %(user)s, unnest(%(ids)s::int[]), 'auto'
-                  RETURNING user_id, segment_id, %(reason)s AS reason,
-                            clock_timestamp() AS at, true AS event"""
+
+# The new-user rule, written once: the auto segments new users fall in. A plain segment
+# by its own bucket and percent, a layer's segment when it owns the user's bucket in the
+# layer (one per layer at most).
+_JOIN_AUTO = """
+    INSERT INTO memberships (user_id, segment_id, source)
+    SELECT u, s.id, 'auto' FROM unnest(%(users)s::bigint[]) u
+    JOIN segments s ON s.deleted_at IS NULL AND s.layer_id IS NULL AND s.auto_percent > 0
+     AND segment_bucket(s.salt, u) < (s.auto_percent * 100)::int
+    UNION ALL
+    SELECT u, lb.segment_id, 'auto' FROM unnest(%(users)s::bigint[]) u
+    JOIN layers l ON l.deleted_at IS NULL
+    JOIN layer_buckets lb ON lb.layer_id = l.id AND lb.bucket = segment_bucket(l.salt, u)
+     AND lb.segment_id IS NOT NULL
+    ORDER BY 1, 2
+    RETURNING user_id, segment_id, %(reason)s AS reason, clock_timestamp() AS at, true AS event"""
 
 
 def hold_auto_segments_shared() -> None:
@@ -50,6 +53,20 @@ def hold_auto_segments_exclusive() -> None:
     db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (AUTO_SEGMENTS_LOCK,))
 
 
+def join_auto_segments(user_ids: list[int]) -> list[str]:
+    """Add just-created users to the auto segments they fall in, with their events.
+    Returns the segments' names, sorted (for one user: its segments). The caller holds
+    ``hold_auto_segments_shared``, so no percent or bucket changes meanwhile."""
+    (names,) = change_with_events(
+        _JOIN_AUTO,
+        {"users": user_ids, "reason": Reason.AUTO.value},
+        Operation.ADD,
+        result="""SELECT coalesce(array_agg(s.name ORDER BY s.name COLLATE "C"), '{}')
+                  FROM changed c JOIN segments s ON s.id = c.segment_id""",
+    )
+    return names[0]
+
+
 def create_users(ids: list[int]) -> list[int]:
     """Create those of ``ids`` that do not exist yet, each in its auto segments; inside
     the caller's unit of work. Returns the ids created."""
@@ -59,8 +76,7 @@ def create_users(ids: list[int]) -> list[int]:
     hold_auto_segments_shared()
     created = [row[0] for row in db.execute_sql(_CREATE_MANY, (ids,)).fetchall()]
     if created:
-        params = {"users": created, "reason": Reason.AUTO.value}
-        change_with_events(_JOIN_AUTO, params, Operation.ADD)
+        join_auto_segments(created)
     return created
 
 
@@ -73,12 +89,7 @@ def create_user(user_id: int) -> list[str]:
     hold_auto_segments_shared()  # see create_users
     if db.execute_sql(_CREATE_ONE, (user_id,)).fetchone() is None:
         raise Conflict(f"user {user_id} already exists", id=user_id)
-    auto = db.execute_sql(_AUTO_SEGMENTS).fetchall()
-    chosen = sorted((name, sid) for sid, name, salt, pct in auto if falls_in(salt, user_id, pct))
-    if chosen:
-        params = {"user": user_id, "ids": [sid for _, sid in chosen], "reason": Reason.AUTO.value}
-        change_with_events(_JOIN_CHOSEN, params, Operation.ADD)
-    return [name for name, _ in chosen]
+    return join_auto_segments([user_id])
 
 
 @replica_read

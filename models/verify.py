@@ -7,7 +7,10 @@
   yet swept rows included: their remove is written when they are swept).
 - Every event and membership references an existing user and segment.
 - When no job is unfinished, every auto membership of a live segment is in its bucket
-  range: nobody holds an auto segment they should not.
+  range (a layer's segment: in a bucket it owns): nobody holds an auto segment they
+  should not.
+- Layers: at most one membership per user per layer; bucket ownership consistent with
+  the segments' percents; no missing auto member of a layer's segment (checks below).
 - An import's staged ids are gone once its job ended. (`import` memberships follow the
   same add/remove rules as the others, so the checks above cover them.)
 
@@ -31,6 +34,8 @@ from models.partitions import kept_from
 SAMPLE = 10
 # The events the checks read: those retention keeps (every one when it keeps all).
 KEPT = "at >= coalesce(%(kept_from)s::timestamptz, '-infinity')"
+
+NO_JOBS = "NOT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'running'))"
 
 CHECKS: dict[str, str] = {
     "events_out_of_order": f"""
@@ -70,12 +75,49 @@ CHECKS: dict[str, str] = {
         WHERE NOT EXISTS (SELECT 1 FROM jobs j
                           WHERE j.kind = 'import' AND j.state IN ('queued', 'running')
                             AND (j.params->>'upload')::bigint = s.upload_id)""",
-    "auto_member_outside_bucket": """
+    "auto_member_outside_bucket": f"""
         SELECT m.user_id, m.segment_id FROM memberships m
         JOIN segments s ON s.id = m.segment_id
-        WHERE m.source = 'auto' AND s.deleted_at IS NULL
-          AND segment_bucket(s.salt, m.user_id) >= (s.auto_percent * 100)::int
-          AND NOT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'running'))""",
+        LEFT JOIN layers l ON l.id = s.layer_id
+        WHERE m.source = 'auto' AND s.deleted_at IS NULL AND {NO_JOBS}
+          AND CASE WHEN s.layer_id IS NULL
+                   THEN segment_bucket(s.salt, m.user_id) >= (s.auto_percent * 100)::int
+                   ELSE NOT EXISTS (SELECT 1 FROM layer_buckets lb
+                                    WHERE lb.layer_id = s.layer_id AND lb.segment_id = s.id
+                                      AND lb.bucket = segment_bucket(l.salt, m.user_id)) END""",
+    # Layers: one membership per user per layer, of the layer's own segments; each
+    # layer has its 10,000 buckets, owned by live segments of it, as many as their
+    # percent; and (no job running) every user of an owned bucket who never held a
+    # segment of the layer is its auto member (one who did may have been passed over
+    # while holding a sibling, or have left by TTL or by hand: nothing re-adds them).
+    "two_memberships_in_a_layer": """
+        SELECT user_id, layer_id, count(*) FROM memberships WHERE layer_id IS NOT NULL
+        GROUP BY user_id, layer_id HAVING count(*) > 1""",
+    "membership_layer_not_its_segments": """
+        SELECT m.user_id, m.segment_id FROM memberships m JOIN segments s ON s.id = m.segment_id
+        WHERE m.layer_id IS DISTINCT FROM s.layer_id""",
+    "layer_without_10000_buckets": """
+        SELECT l.id, count(lb.bucket) FROM layers l
+        LEFT JOIN layer_buckets lb ON lb.layer_id = l.id
+        GROUP BY l.id HAVING count(lb.bucket) <> 10000""",
+    "bucket_of_a_foreign_or_deleted_segment": """
+        SELECT lb.layer_id, lb.bucket, lb.segment_id FROM layer_buckets lb
+        JOIN segments s ON s.id = lb.segment_id
+        WHERE s.deleted_at IS NOT NULL OR s.layer_id IS DISTINCT FROM lb.layer_id""",
+    "segment_buckets_not_its_percent": """
+        SELECT s.id, (s.auto_percent * 100)::int, count(lb.bucket) FROM segments s
+        LEFT JOIN layer_buckets lb ON lb.segment_id = s.id
+        WHERE s.layer_id IS NOT NULL AND s.deleted_at IS NULL
+        GROUP BY s.id HAVING count(lb.bucket) <> (s.auto_percent * 100)::int""",
+    "layer_auto_member_missing": f"""
+        SELECT u.id, lb.segment_id FROM users u
+        CROSS JOIN layers l
+        JOIN layer_buckets lb ON lb.layer_id = l.id AND lb.bucket = segment_bucket(l.salt, u.id)
+        WHERE lb.segment_id IS NOT NULL AND {NO_JOBS}
+          AND NOT EXISTS (SELECT 1 FROM memberships m
+                          WHERE m.user_id = u.id AND m.layer_id = l.id)
+          AND NOT EXISTS (SELECT 1 FROM history h JOIN segments s ON s.id = h.segment_id
+                          WHERE h.user_id = u.id AND s.layer_id = l.id)""",
 }
 
 

@@ -54,7 +54,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 TABLES = (
     "webhooks, import_keys, import_staging, import_upload_batches, history, jobs, "
-    "segment_opt_outs, memberships, segments, users, console_sessions, audit, api_keys"
+    "segment_opt_outs, memberships, segments, users, console_sessions, audit, api_keys, "
+    "schedule_steps, layer_buckets, layers"
 )
 
 

@@ -24,6 +24,8 @@ from web.routes.health import health, ready
 from web.routes.history import HistoryController
 from web.routes.jobs import read_job
 from web.routes.keys import KeyController
+from web.routes.layers import LayerController
+from web.routes.schedules import ScheduleController
 from web.routes.segments import SegmentController
 from web.routes.users import UserController
 from web.routes.webhooks import WebhookController
@@ -68,6 +70,8 @@ def create_app(settings: Settings | None = None, broker: dramatiq.Broker | None 
             read_audit,
             WebhookController,
             SegmentController,
+            LayerController,
+            ScheduleController,
             HistoryController,
             read_job,
             health,

@@ -100,6 +100,8 @@ _PATTERN_WORDS = {
     "segments": SEGMENT_WORDS,
     "add": SEGMENT_WORDS,
     "remove": SEGMENT_WORDS,
+    "layer": SEGMENT_WORDS.replace("segment", "layer"),
+    "steps": "an RFC 3339 time with a zone (Z or +hh:mm), e.g. 2026-12-10T10:00:00Z",
     "url": "an http:// or https:// URL of at most 2048 characters, without user:password",
     "secret": "16-200 printable ASCII characters, no spaces",
 }

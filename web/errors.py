@@ -100,6 +100,17 @@ def on_database_error(request: Request, exc: Exception) -> Response:
     return error_response(503, "database unavailable, retry later", headers=RETRY_AFTER)
 
 
+def on_integrity_error(request: Request, exc: peewee.IntegrityError) -> Response:
+    """A concurrent change won the layer's one slot for this user (the unique index of
+    migration 009 is the last word); anything else is a bug."""
+    diag = getattr(getattr(exc, "orig", None), "diag", None)
+    if getattr(diag, "constraint_name", None) == "memberships_one_per_layer":
+        return error_response(
+            409, "the user holds another segment of this layer (a concurrent change); retry"
+        )
+    return on_unexpected(request, exc)
+
+
 def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal error")
@@ -110,6 +121,7 @@ def on_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     HTTPException: on_http_error,
     DomainError: on_domain_error,
+    peewee.IntegrityError: on_integrity_error,
     peewee.DatabaseError: on_database_error,
     peewee.InterfaceError: on_database_error,
     psycopg2.Error: on_database_error,

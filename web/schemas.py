@@ -62,6 +62,7 @@ class _HasPercent(Strict):
 class SegmentCreate(_HasPercent, kw_only=True):
     segment: SegmentName
     auto_percent: Percent = 0
+    layer: SegmentName | None = None  # a layer's name: the segment owns buckets of it
 
 
 class SegmentRef(Strict):
@@ -76,10 +77,16 @@ class UserCreate(Strict):
     id: UserId
 
 
+# With true, a user holding another segment of an added segment's layer is moved out of
+# it (reason layer_move) instead of the request failing with a 409.
+Move = Annotated[bool, msgspec.Meta(description="move out of the layer's other segment")]
+
+
 class UserSegmentsAdd(Strict):
     id: UserId
     segments: SegmentNames
     active_time: ActiveTime | None = None
+    move: Move = False
 
 
 class UserSegmentsRemove(Strict):
@@ -91,6 +98,7 @@ class SegmentChanges(Strict):
     add: OptionalNames = []
     remove: OptionalNames = []
     active_time: ActiveTime | None = None
+    move: Move = False
 
     def __post_init__(self) -> None:
         broken = []
@@ -167,6 +175,7 @@ class MembershipDetail(msgspec.Struct):
     added_at: datetime
     expires_at: datetime | None
     added_by: str  # root, key:<name>, anonymous, system; unknown before it was recorded
+    layer: str | None = None  # the segment's layer: the user holds no other of it
 
 
 class UserMemberships(msgspec.Struct):
@@ -186,6 +195,7 @@ class Segment(msgspec.Struct, omit_defaults=True):
     created_at: datetime
     members: int | None = None
     job_id: int | None = None
+    layer: str | None = None
 
 
 class SegmentList(msgspec.Struct):

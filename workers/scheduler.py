@@ -1,8 +1,10 @@
 """``python -m workers.scheduler``: the periodic trigger (the Procfile's scheduler).
 
-It only sends messages; the workers do the work. Running several schedulers is safe:
-a sweep is safe to run twice at once, a re-enqueue pass only re-sends stale jobs, and
-history maintenance takes a lock and re-reads what exists.
+It sends messages; the workers do the work. It also runs the segments' scheduled
+steps itself (each one short transaction that records a job, models/schedules.py).
+Running several schedulers is safe: a sweep is safe to run twice at once, a re-enqueue
+pass only re-sends stale jobs, history maintenance takes a lock and re-reads what
+exists, and a schedule step is claimed by one runner (SKIP LOCKED) and done once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from models import schedules
 from workers.actors import (
     dispatch_webhooks,
     maintain_history,
@@ -36,6 +39,20 @@ def tick(actor) -> None:
         log.warning("could not send %s: %s", actor.__name__, exc)
 
 
+def run_schedules() -> None:
+    """Run every due schedule step, one transaction each; the unit of work sends each
+    step's job after its commit (a lost send is re-sent by the re-enqueue pass)."""
+    while True:
+        try:
+            ran = schedules.run_due_step()
+        except Exception as exc:  # noqa: BLE001 - database away: the next tick tries again
+            log.warning("schedule steps: %s", type(exc).__name__)
+            return
+        if ran is None:
+            return
+        log.info("schedule step %s %s (job %s)", ran.step_id, ran.state, ran.job_id)
+
+
 def main() -> None:
     settings = bootstrap(settings_or_exit()).settings
     scheduler = BlockingScheduler(timezone="UTC")
@@ -50,6 +67,7 @@ def main() -> None:
     scheduler.add_job(
         tick, "interval", args=[dispatch_webhooks], seconds=settings.webhook_interval, **common
     )
+    scheduler.add_job(run_schedules, "interval", seconds=settings.schedule_interval, **common)
     scheduler.add_job(
         tick,
         "interval",

@@ -84,6 +84,7 @@ class Settings:
     console_session_hours: float
     import_max_uploads: int = 4  # uploads at once in one web process
     import_max_uploads_total: int = 16  # uploads at once across every web process
+    schedule_interval: float = 1.0  # how often the scheduler looks for due schedule steps
 
     def connect_params(self) -> dict[str, str]:
         """libpq keywords for psycopg2, with the password merged in (never logged)."""
@@ -229,6 +230,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         # Each upload holds a database connection while the client sends.
         import_max_uploads=_number(env, "IMPORT_MAX_UPLOADS", 4, high=1000),
         import_max_uploads_total=_number(env, "IMPORT_MAX_UPLOADS_TOTAL", 16, high=10_000),
+        schedule_interval=_number(env, "SCHEDULE_INTERVAL", 1.0, float, low=0.1, high=3600),
     )
 
 

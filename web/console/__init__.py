@@ -24,6 +24,7 @@ from web.auth import PUBLIC, SCOPE
 from web.console.csrf import csrf_middleware
 from web.console.format import FILTERS
 from web.console.forms import FORMS
+from web.console.layers import LAYER_FORMS, LAYER_PAGES
 from web.console.pages import PAGES, error_page
 from web.console.session import CONSOLE_SCOPE, OPEN, LoginRequired, Sessions
 
@@ -72,7 +73,8 @@ def routers(sessions: Sessions) -> list[Router]:
     handlers = {cls: _as_page(handler) for cls, handler in EXCEPTION_HANDLERS.items()}
     console = Router(
         "/console",
-        route_handlers=[*PAGES, *FORMS],
+        # Before PAGES: its catch-all 404 page would answer /console/layers otherwise.
+        route_handlers=[*LAYER_PAGES, *LAYER_FORMS, *PAGES, *FORMS],
         middleware=[sessions.middleware, csrf_middleware(sessions.token)],
         exception_handlers={**handlers, LoginRequired: _on_login_required},
         # The bearer guard steps aside; the session middleware checks CONSOLE_SCOPE

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from models.buckets import BUCKETS
 from models.console import SeriesPoint
 
 _UNITS = (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1))
@@ -56,6 +57,7 @@ JOB_KINDS = {
     "shrink_auto": "percent decrease",
     "cleanup_segment": "cleanup after delete",
     "import": "import",
+    "layer_move": "moved within its layer",
 }
 REASONS = {
     "manual": "manual",
@@ -71,6 +73,41 @@ def progress_label(done: int, total: int | None) -> str:
     if not total:
         return f"{number(done)} done"
     return f"{number(done)} of {number(total)} ({min(100, done * 100 // total)}\u2009%)"
+
+
+# Owned ranges take a colour by their segment's place in the layer (by name), so no two
+# segments of a layer share one until there are more segments than colours.
+PALETTE = ["#3b6fd8", "#d8793b", "#2f9d62", "#9d3fb8", "#c43d5a", "#1f9bb0", "#8a7a1d"]
+
+
+@dataclass(frozen=True)
+class Span:
+    """One range of the bar: x and width in percent of the bar."""
+
+    start: int
+    end: int
+    kind: str  # a segment's name, "never_used" or "released"
+    colour: str
+
+    @property
+    def x(self) -> float:
+        return self.start * 100 / BUCKETS
+
+    @property
+    def width(self) -> float:
+        return (self.end - self.start) * 100 / BUCKETS
+
+
+def colours(view) -> dict[str, str]:
+    return {s.segment: PALETTE[i % len(PALETTE)] for i, s in enumerate(view.segments)}
+
+
+def spans(view) -> list[Span]:
+    colour = colours(view)
+    found = [Span(a, b, s.segment, colour[s.segment]) for s in view.segments for a, b in s.ranges]
+    found += [Span(a, b, "never_used", "") for a, b in view.never_used]
+    found += [Span(a, b, "released", "") for a, b in view.released]
+    return sorted(found, key=lambda s: s.start)
 
 
 FILTERS = {

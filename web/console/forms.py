@@ -106,6 +106,7 @@ async def import_users(request: Request, name: params.NamePath) -> Response:
         _field(form, "active_time") or None,
         _field(form, "mode") or "merge",
         "true" if _field(form, "create_users") else "false",
+        "true" if _field(form, "move") else "false",
     )
     # One key per rendered form: a double click or a resubmitted form starts one job.
     key = uploads.idempotency_key(_field(form, "idempotency_key") or None)

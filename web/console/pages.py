@@ -13,13 +13,13 @@ from litestar import Request, Response
 from litestar.params import PathParameter
 from litestar.response import Redirect, Stream, Template
 
-from models import audit, console, history, memberships, segments
+from models import audit, console, history, layers, memberships, schedules, segments
 from models.errors import Invalid, NotFound
 from models.infra.settings import active
 from models.months import add_months
 from models.partitions import kept_from
 from models.tables import JobKind, JobState, Scope
-from web.console.format import members_chart, progress_label
+from web.console.format import colours, members_chart, progress_label, spans
 from web.console.session import CONSOLE_SCOPE
 from web.methods import get_and_head
 from web.routes import params
@@ -148,6 +148,7 @@ def segment(request: Request, name: params.NamePath, after: params.After = "0") 
     start = params.after(after)
     members = console.segment_member_page(name, start, MEMBERS_PAGE)
     points = console.member_series(name, view.members or 0)
+    layer = layers.get_layer(view.layer) if view.layer else None
     return page(
         request,
         "segment.html",
@@ -158,8 +159,13 @@ def segment(request: Request, name: params.NamePath, after: params.After = "0") 
         chart=members_chart(points),
         jobs=console.segment_jobs(name),
         import_key=f"console-{secrets.token_hex(12)}",
-        now=datetime.now(UTC),
         title=f"Segment {name}",
+        now=datetime.now(UTC),
+        layer=layer,
+        layer_spans=spans(layer) if layer else [],
+        ranges=next((s.ranges for s in layer.segments if s.segment == name), []) if layer else [],
+        colours=colours(layer) if layer else {},
+        schedule=schedules.get_schedule(name),
     )
 
 

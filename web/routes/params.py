@@ -96,6 +96,18 @@ WithActor = Annotated[
     ),
 ]
 
+Move = Annotated[
+    str,
+    QueryParameter(
+        description="users holding another segment of the layer are moved (reason "
+        "layer_move) instead of skipped and counted as conflicts",
+        schema_extra={"enum": ["true", "false"], "default": "false"},
+    ),
+]
+LayerPath = Annotated[
+    str, PathParameter(description="layer name", schema_extra={"pattern": NAME_PATTERN})
+]
+
 
 def choice(what: str, raw: str, allowed: tuple[str, ...]) -> str:
     if raw not in allowed:
@@ -138,10 +150,14 @@ def limit(raw: str) -> int:
     return integer("limit", raw, 1, 10_000)
 
 
-def segment_name(raw: str) -> str:
+def segment_name(raw: str, what: str = "segment") -> str:
     if not _NAME.match(raw):
         raise Invalid(
-            'segment name must be 1-64 characters of A-Z a-z 0-9 _ - ., not "." or ".."',
-            segment=raw[:100],
+            f'{what} name must be 1-64 characters of A-Z a-z 0-9 _ - ., not "." or ".."',
+            **{what: raw[:100]},
         )
     return raw
+
+
+def layer_name(raw: str) -> str:
+    return segment_name(raw, "layer")

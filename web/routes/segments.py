@@ -29,7 +29,7 @@ from web.schemas import (
     SegmentRef,
 )
 
-IMPORT_PARAMETERS = {"action", "active_time", "mode", "create_users"}
+IMPORT_PARAMETERS = {"action", "active_time", "mode", "create_users", "move"}
 
 
 def uploads_busy() -> Response:
@@ -37,7 +37,7 @@ def uploads_busy() -> Response:
     return error_response(503, message, headers={"Retry-After": str(uploads.RETRY_AFTER)})
 
 
-def import_options(action: str, active_time: str | None, mode: str, create: str):
+def import_options(action: str, active_time: str | None, mode: str, create: str, move: str):
     options = ImportOptions(
         action=Action(params.choice("action", action, ("add", "remove"))),
         active_time=None
@@ -45,6 +45,7 @@ def import_options(action: str, active_time: str | None, mode: str, create: str)
         else params.integer("active_time", active_time, 1, 10 * 365 * 86400),
         mode=Mode(params.choice("mode", mode, ("merge", "replace"))),
         create_users=params.choice("create_users", create, ("true", "false")) == "true",
+        move=params.choice("move", move, ("true", "false")) == "true",
     )
     if options.action is Action.REMOVE and options.active_time is not None:
         raise Invalid("active_time applies to action=add only")
@@ -61,6 +62,7 @@ def _segment(view: SegmentView) -> Segment:
         created_at=view.created_at,
         members=view.members,
         job_id=view.job_id,
+        layer=view.layer,
     )
 
 
@@ -88,8 +90,9 @@ class SegmentController(Controller):
         opt={SCOPE: ADMIN},
     )
     def create(self, data: JSONBody[SegmentCreate]) -> Segment:
-        """With auto_percent > 0 the response carries the id of the assignment job."""
-        return _segment(segments.create_segment(data.segment, data.percent))
+        """With auto_percent > 0 the response carries the id of the assignment job. With
+        a layer it takes auto_percent * 100 of the layer's free buckets (409 if too few)."""
+        return _segment(segments.create_segment(data.segment, data.percent, data.layer))
 
     @delete(
         "/",
@@ -155,6 +158,7 @@ class SegmentController(Controller):
         active_time: params.ActiveTime = None,
         mode: params.Mode = "merge",
         create_users: params.CreateUsers = "false",
+        move: params.Move = "false",
     ) -> Response[ImportAccepted]:
         """One id per line (text/csv, text/plain) or JSON {"ids": [...]}, up to 64 MiB,
         streamed into the database. 202 with the job; a repeated Idempotency-Key with the
@@ -168,7 +172,7 @@ class SegmentController(Controller):
             return error_response(
                 415, f"Content-Encoding {encoding!r} is not accepted: send the list uncompressed"
             )
-        options = import_options(action, active_time, mode, create_users)
+        options = import_options(action, active_time, mode, create_users, move)
         key = uploads.idempotency_key(request.headers.get("idempotency-key"))
         try:
             started = await uploads.receive(request, params.segment_name(name), options, key)

@@ -53,7 +53,7 @@ class UserController(Controller):
     def add_segments(self, data: JSONBody[UserSegmentsAdd]) -> UserSegments:
         """All or nothing; re-adding a held segment only resets its expiry."""
         change = memberships.change_memberships(
-            data.id, add=data.segments, active_time=data.active_time
+            data.id, add=data.segments, active_time=data.active_time, move=data.move
         )
         return UserSegments(id=data.id, segments=change.added)
 
@@ -131,6 +131,6 @@ class UserController(Controller):
     ) -> SegmentChangesResult:
         uid = params.user_id(user_id)
         change = memberships.change_memberships(
-            uid, add=data.add, remove=data.remove, active_time=data.active_time
+            uid, add=data.add, remove=data.remove, active_time=data.active_time, move=data.move
         )
         return SegmentChangesResult(id=uid, added=change.added, removed=change.removed)
