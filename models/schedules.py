@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from peewee import fn
+from peewee import SQL, Tuple, fn
 
 from models import audit, segments
 from models.errors import DomainError, Invalid, NotFound
@@ -136,10 +136,22 @@ def _steps(segment_id: int) -> list[Step]:
 @unit_of_work
 def run_due_step() -> Ran | None:
     """Run one due step, if any: its change, its job and its state in one transaction."""
+    # A segment's steps run in their order: one whose earlier step is still pending (run
+    # by another runner right now, its row locked) waits for it to commit.
+    earlier = ScheduleStep.alias()
+    waits = earlier.select(SQL("1")).where(
+        earlier.segment == ScheduleStep.segment,
+        earlier.state == StepState.PENDING,
+        Tuple(earlier.at, earlier.id) < Tuple(ScheduleStep.at, ScheduleStep.id),
+    )
     step = (
         ScheduleStep.select(ScheduleStep, Segment.name)
         .join(Segment)
-        .where(ScheduleStep.state == StepState.PENDING, ScheduleStep.at <= fn.now())
+        .where(
+            ScheduleStep.state == StepState.PENDING,
+            ScheduleStep.at <= fn.now(),
+            ~fn.EXISTS(waits),
+        )
         .order_by(ScheduleStep.at, ScheduleStep.id)
         .limit(1)
         .for_update("FOR UPDATE OF t1 SKIP LOCKED")  # t1: peewee's alias of the steps
