@@ -154,17 +154,19 @@ def _listed_batch(job: Job, options: ImportOptions, size: int) -> BatchResult:
     conflicted: list[int] = []
     if known:
         _end_expired(job.segment_id, known)
-        if options.action is Action.REMOVE:
+    if options.action is Action.REMOVE:
+        if known:
             # Every listed user opts out, member or not, as a manual removal does.
             counts["removed"] = len(_remove(job.segment_id, known, ("manual", "auto", "import")))
             opt_out([job.segment_id], known)
-        else:
-            room = layer_members.make_room_for(job.segment_id, known, options.move)
-            if room is not None:  # a layer's segment
-                known, conflicted = room.users, room.conflicted
-                counts |= {"conflicts": len(conflicted), "moved": room.moved}
-            counts["added"] = _add(job.segment_id, known, options.active_time) if known else 0
-        counts["unchanged"] = len(known) - counts["added"] - counts["removed"]
+    else:
+        # A layer's segment reports its conflicts (and moves) in every batch's counts.
+        room = layer_members.make_room_for(job.segment_id, known, options.move)
+        if room is not None:
+            known, conflicted = room.users, room.conflicted
+            counts |= {"conflicts": len(conflicted), "moved": room.moved}
+        counts["added"] = _add(job.segment_id, known, options.active_time) if known else 0
+    counts["unchanged"] = len(known) - counts["added"] - counts["removed"]
     return BatchResult(
         ids[-1], len(ids), False, counts=counts, unknown=unknown[:100], conflicted=conflicted[:100]
     )

@@ -161,6 +161,7 @@ def list_segments() -> list[SegmentView]:
         Segment.select(Segment.name, Segment.auto_percent, Segment.created_at)
         .select_extend(_live_members_count(), Layer.name.alias("layer_name"))
         .join(Membership, JOIN.LEFT_OUTER, on=(Membership.segment == Segment.id))
+        .join_from(Segment, Layer, JOIN.LEFT_OUTER, on=(Layer.id == Segment.layer))
         .where(Segment.is_live())
         .group_by(Segment.id, Layer.id)
         .order_by(Segment.name)

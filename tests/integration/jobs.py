@@ -13,9 +13,11 @@ from dramatiq import Message
 from dramatiq.brokers.stub import StubBroker
 
 from models import jobs, outbox
+from models.imports import ImportOptions
 from models.infra.db import db
 from models.infra.settings import activate, active
 from models.tables import Job
+from models.uploads import Upload
 
 
 @contextmanager
@@ -89,3 +91,15 @@ def run_unfinished_jobs(batch: int | None = None) -> None:
     with db.connection_context():
         left = [j.id for j in Job.select(Job.id).where(Job.state.in_(jobs.UNFINISHED))]
     assert not left, f"jobs left unfinished by the drain: {left}"
+
+
+def start_import(segment: str, ids: list[int], options: ImportOptions | None = None) -> int:
+    """Stage ``ids`` for ``segment`` as an upload does and record the import job (its
+    message is sent by the upload's commit); the job's id."""
+    upload = Upload(segment, options or ImportOptions(), None)
+    try:
+        upload.start(active().import_max_uploads_total)
+        upload.add({str(i).encode() for i in ids})
+        return upload.commit().job_id
+    finally:
+        upload.close()

@@ -16,7 +16,7 @@ import psycopg2
 from models import imports, jobs, layers, memberships, segments, users
 from models.errors import Conflict
 from models.verify import verify
-from tests.integration.jobs import run_unfinished_jobs
+from tests.integration.jobs import run_unfinished_jobs, start_import
 from workers import actors
 
 RETRYABLE = (peewee.OperationalError,)  # a deadlock the server broke: the client retries
@@ -29,16 +29,6 @@ def retried(fn, *args, **kwargs):
         except RETRYABLE:
             continue
     raise AssertionError(f"{fn.__name__} kept failing")
-
-
-def start_import(name: str, ids: list[int], move: bool) -> int:
-    upload = imports.Upload(name, imports.ImportOptions(move=move), None)
-    try:
-        upload.start()
-        upload.add(ids)
-        return upload.commit().job_id
-    finally:
-        upload.close()
 
 
 def finish(job_id: int) -> None:
@@ -60,8 +50,8 @@ def test_racing_writers_keep_one_membership_per_user_per_layer(client, sql):
     segments.create_segment("C", Decimal(20), "L")
     segments.create_segment("D", Decimal(10), "L")
     run_unfinished_jobs()
-    import_a = start_import("A", list(range(1, 601)), move=False)
-    import_b = start_import("B", list(range(300, 601)), move=True)
+    import_a = start_import("A", list(range(1, 601)), imports.ImportOptions(move=False))
+    import_b = start_import("B", list(range(300, 601)), imports.ImportOptions(move=True))
     barrier = threading.Barrier(5)
     conflicts: list[int] = []
 

@@ -25,7 +25,7 @@ from models.buckets import BUCKETS, bucket, threshold
 from models.errors import Conflict, NotFound
 from models.verify import verify
 from tests.conftest import TABLES
-from tests.integration.jobs import run_unfinished_jobs
+from tests.integration.jobs import run_unfinished_jobs, start_import
 
 USERS = st.integers(1, 12)
 NAMES = st.sampled_from(["S1", "S2", "S3", "S4"])
@@ -197,13 +197,7 @@ class Layered(RuleBasedStateMachine):
     def import_ids(self, name: str, ids: list[int], move: bool) -> None:
         if name not in self.percents:
             return
-        upload = imports.Upload(name, imports.ImportOptions(move=move), None)
-        try:
-            upload.start()
-            upload.add(ids)
-            job_id = upload.commit().job_id
-        finally:
-            upload.close()
+        job_id = start_import(name, ids, imports.ImportOptions(move=move))
         run_unfinished_jobs(batch=2)
         conflicts = 0
         for user in sorted(set(ids) & self.users):
