@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from models.buckets import threshold_sql
 from models.events import change_with_events
 from models.infra.db import db, walk_in_key_order
 from models.memberships import remove_ended
@@ -23,7 +24,7 @@ class BatchResult(NamedTuple):
 
 # The segment row is share-locked for the batch: a percent change or delete waits for
 # the batch to commit, and the batch sees the current percent (never assigns above it).
-_SEGMENT = """seg AS (SELECT id, salt, (auto_percent * 100)::int AS threshold FROM segments
+_SEGMENT = f"""seg AS (SELECT id, salt, {threshold_sql("auto_percent")} AS threshold FROM segments
                       WHERE id = %(segment)s AND deleted_at IS NULL FOR SHARE), """
 
 # (last id scanned, count scanned, segment still live) of the batch's scan.

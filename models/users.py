@@ -11,7 +11,7 @@ assignment job misses a user created as it starts.
 
 from __future__ import annotations
 
-from models.buckets import falls_in
+from models.buckets import falls_in, threshold_sql
 from models.errors import Conflict
 from models.events import change_with_events
 from models.infra.db import db, reader, unit_of_work
@@ -26,10 +26,10 @@ AUTO_SEGMENTS_LOCK = 5_120_447_903
 _CREATE_ONE = "INSERT INTO users (id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING id"
 _CREATE_MANY = """INSERT INTO users (id) SELECT unnest(%s::bigint[]) ORDER BY 1
               ON CONFLICT DO NOTHING RETURNING id"""
-_JOIN_AUTO = """INSERT INTO memberships (user_id, segment_id, source)
+_JOIN_AUTO = f"""INSERT INTO memberships (user_id, segment_id, source)
                 SELECT u, s.id, 'auto' FROM unnest(%(users)s::bigint[]) u
                 JOIN segments s ON s.deleted_at IS NULL AND s.auto_percent > 0
-                 AND segment_bucket(s.salt, u) < (s.auto_percent * 100)::int
+                 AND segment_bucket(s.salt, u) < {threshold_sql("s.auto_percent")}
                 RETURNING user_id, segment_id, %(reason)s AS reason,
                           clock_timestamp() AS at, true AS event"""
 _AUTO_SEGMENTS = """SELECT id, name, salt, auto_percent FROM segments

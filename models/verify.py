@@ -23,6 +23,7 @@ import json
 import sys
 from datetime import UTC, date, datetime
 
+from models.buckets import threshold_sql
 from models.infra.db import fetchall, fetchone, init_db, unit_of_work
 from models.infra.settings import ConfigError, load_settings
 from models.months import month_start
@@ -70,11 +71,11 @@ CHECKS: dict[str, str] = {
         WHERE NOT EXISTS (SELECT 1 FROM jobs j
                           WHERE j.kind = 'import' AND j.state IN ('queued', 'running')
                             AND (j.params->>'upload')::bigint = s.upload_id)""",
-    "auto_member_outside_bucket": """
+    "auto_member_outside_bucket": f"""
         SELECT m.user_id, m.segment_id FROM memberships m
         JOIN segments s ON s.id = m.segment_id
         WHERE m.source = 'auto' AND s.deleted_at IS NULL
-          AND segment_bucket(s.salt, m.user_id) >= (s.auto_percent * 100)::int
+          AND segment_bucket(s.salt, m.user_id) >= {threshold_sql("s.auto_percent")}
           AND NOT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'running'))""",
 }
 
