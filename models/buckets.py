@@ -25,5 +25,10 @@ def threshold(auto_percent: Decimal | float | int) -> int:
     return round(Decimal(str(auto_percent)) * 100)
 
 
+def threshold_sql(auto_percent: str) -> str:
+    """``threshold`` in SQL, of a numeric(5,2) column (two decimals: the product is whole)."""
+    return f"({auto_percent} * 100)::int"
+
+
 def falls_in(salt: str, user_id: int, auto_percent: Decimal | float | int) -> bool:
     return bucket(salt, user_id) < threshold(auto_percent)

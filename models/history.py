@@ -1,12 +1,14 @@
-"""The membership history report: CSV lines for one month, read in keyset batches so a
-report of any size streams in flat memory. The month's bounds are literals in the query,
-so the planner reads that month's partition alone (docs/partitions.md)."""
+"""The membership history report: CSV lines for one month, read in keyset batches
+(models/csv_stream.py) so a report of any size streams in flat memory. The month's
+bounds are literals in the query, so the planner reads that month's partition alone
+(docs/partitions.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, datetime
 
+from models.csv_stream import keyset_lines, utc_stamp
 from models.errors import Gone
 from models.infra.db import fetchone
 from models.infra.replica import replica_read
@@ -39,14 +41,13 @@ def check_kept(year: int, month: int, retention_months: int | None, today: date)
         )
 
 
-# (text of up to BATCH lines, how many, the last line's (at, id)). Lines are built and
-# joined in SQL: one value crosses the wire per batch, not one per row. psycopg2 writes
-# the month's bounds into the text as literals, so the plan is pruned to its partition.
+# (text of up to BATCH lines, how many, the last line's (at, id)). psycopg2 writes the
+# month's bounds into the text as literals, so the plan is pruned to its partition.
 BATCH_SQL = f"""
     WITH page AS (
         SELECT h.at, h.id,
                h.user_id || ';' || {SEGMENT_CELL} || ';' || h.operation || ';'
-               || to_char(h.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+               || {utc_stamp("h.at")}
                || ';' || h.reason
                || CASE WHEN %(actor)s THEN ';' || h.actor ELSE '' END || E'\\n' AS line
         FROM history h JOIN segments s ON s.id = h.segment_id
@@ -86,16 +87,11 @@ def _batch(params: dict) -> tuple:
 
 
 def history_csv(user_id: int | None, year: int, month: int, actor: bool = False) -> Iterator[str]:
-    """Yields the header, then one chunk of lines per batch (with ``actor``, a sixth
-    column). Each batch borrows its own connection, so a slow client never holds one
-    between batches."""
+    """The header, then one chunk of lines per batch (with ``actor``, a sixth column)."""
     start, end = month_bounds(year, month)
-    yield CSV_HEADER_ACTOR if actor else CSV_HEADER
-    after = None
-    while True:
+
+    def batch(after: tuple | None) -> tuple[str, int, tuple]:
         text, count, last_at, last_id = _batch(batch_params(user_id, start, end, after, actor))
-        if count:
-            yield text
-        if count < BATCH:
-            return
-        after = (last_at, last_id)
+        return text, count, (last_at, last_id)
+
+    return keyset_lines(CSV_HEADER_ACTOR if actor else CSV_HEADER, batch, BATCH)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from models.buckets import threshold_sql
 from models.events import change_with_events
 from models.infra.db import db, walk_in_key_order
 from models.layer_members import clear_slots
@@ -26,8 +27,8 @@ class BatchResult(NamedTuple):
 # The segment row is share-locked for the batch: a percent change or delete waits for
 # the batch to commit, and the batch sees the current percent (never assigns above it).
 # A layered segment's users are bucketed with the layer's salt.
-_SEGMENT = """seg AS (SELECT s.id, coalesce(l.salt, s.salt) AS salt, s.layer_id,
-                             (s.auto_percent * 100)::int AS threshold
+_SEGMENT = f"""seg AS (SELECT s.id, coalesce(l.salt, s.salt) AS salt, s.layer_id,
+                             {threshold_sql("s.auto_percent")} AS threshold
                       FROM segments s LEFT JOIN layers l ON l.id = s.layer_id
                       WHERE s.id = %(segment)s AND s.deleted_at IS NULL FOR SHARE OF s), """
 

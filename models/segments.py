@@ -11,6 +11,7 @@ from peewee import JOIN, fn
 
 from models import audit, jobs, layers
 from models.buckets import new_salt, threshold
+from models.csv_stream import keyset_lines, utc_stamp
 from models.errors import Conflict, NotFound
 from models.infra.db import fetchone, reader, unit_of_work
 from models.infra.replica import replica_read
@@ -206,18 +207,16 @@ def segment_members(name: str, after: int, limit: int) -> list[int]:
 
 MEMBERS_CSV_HEADER = "user_id;source;added_at;expires_at\n"
 MEMBERS_CSV_BATCH = 50_000
-_STAMP = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
 
 
 @replica_read
-def _members_csv_batch(segment_id: int, after: int) -> tuple[str, int, int | None]:
-    """(up to MEMBERS_CSV_BATCH lines, how many, the last user id). Built and joined in
-    SQL, like the history report: one value crosses the wire per batch."""
+def _members_csv_batch(segment_id: int, after: int, limit: int) -> tuple[str, int, int | None]:
+    """(up to ``limit`` lines, how many, the last user id)."""
     return fetchone(
         f"""WITH page AS (
                SELECT m.user_id,
-                      m.user_id || ';' || m.source || ';' || {_STAMP.format("m.added_at")}
-                      || ';' || coalesce({_STAMP.format("m.expires_at")}, '') || E'\\n' AS line
+                      m.user_id || ';' || m.source || ';' || {utc_stamp("m.added_at")}
+                      || ';' || coalesce({utc_stamp("m.expires_at")}, '') || E'\\n' AS line
                FROM memberships m
                WHERE m.segment_id = %(segment)s AND m.user_id > %(after)s
                  AND {Membership.UNEXPIRED_SQL}
@@ -225,28 +224,20 @@ def _members_csv_batch(segment_id: int, after: int) -> tuple[str, int, int | Non
            )
            SELECT coalesce(string_agg(line, '' ORDER BY user_id), ''), count(*), max(user_id)
            FROM page""",
-        {"segment": segment_id, "after": after, "limit": MEMBERS_CSV_BATCH},
+        {"segment": segment_id, "after": after, "limit": limit},
     )
 
 
 def members_csv(name: str) -> Iterator[str]:
-    """The live segment's live members as CSV, by user id, in keyset batches (flat
-    memory; each batch borrows its own connection). Raises NotFound before the first
-    line, so an unknown segment is a 404, not an empty file."""
-    segment_id = _live_segment_id(name)
+    """The live segment's live members as CSV, by user id, in keyset batches
+    (models/csv_stream.py). Raises NotFound before the first line, so an unknown segment
+    is a 404, not an empty file."""
+    segment_id, size = _live_segment_id(name), MEMBERS_CSV_BATCH
 
-    def lines() -> Iterator[str]:
-        yield MEMBERS_CSV_HEADER
-        after = 0
-        while True:
-            text, count, last = _members_csv_batch(segment_id, after)
-            if count:
-                yield text
-            if count < MEMBERS_CSV_BATCH:
-                return
-            after = last
+    def batch(after: int) -> tuple[str, int, int | None]:
+        return _members_csv_batch(segment_id, after, size)
 
-    return lines()
+    return keyset_lines(MEMBERS_CSV_HEADER, batch, size, first=0)
 
 
 @replica_read

@@ -1,16 +1,16 @@
 """Users: creation, with the auto segments a new user falls into.
 
-The rule "a new user joins every live auto segment whose bucket it falls in" lives here,
-in its two forms: for one user in Python (``create_user``, POST /users: the auto
-segments are read and ``buckets.falls_in`` picks, cheaper on this write path than
-computing every bucket in SQL), for many in SQL (``create_users``, an import with
-create_users=true); tests/integration/test_buckets.py holds the two to the same
-answer. The advisory lock below keeps the rule exact while segments change: no
-assignment job misses a user created as it starts.
+The rule "a new user joins every live auto segment whose bucket it falls in" (a layer's
+segment: whose buckets hold the user's bucket in the layer) is written once, in SQL
+(``_JOIN_AUTO``), for one user (``create_user``, POST /users) and for many
+(``create_users``, an import with create_users=true). The advisory lock below keeps
+the rule exact while segments change: no assignment job misses a user created as it
+starts.
 """
 
 from __future__ import annotations
 
+from models.buckets import threshold_sql
 from models.errors import Conflict
 from models.events import change_with_events
 from models.infra.db import db, reader, unit_of_work
@@ -29,11 +29,11 @@ _CREATE_MANY = """INSERT INTO users (id) SELECT unnest(%s::bigint[]) ORDER BY 1
 # The new-user rule, written once: the auto segments new users fall in. A plain segment
 # by its own bucket and percent, a layer's segment when it owns the user's bucket in the
 # layer (one per layer at most).
-_JOIN_AUTO = """
+_JOIN_AUTO = f"""
     INSERT INTO memberships (user_id, segment_id, source)
     SELECT u, s.id, 'auto' FROM unnest(%(users)s::bigint[]) u
     JOIN segments s ON s.deleted_at IS NULL AND s.layer_id IS NULL AND s.auto_percent > 0
-     AND segment_bucket(s.salt, u) < (s.auto_percent * 100)::int
+     AND segment_bucket(s.salt, u) < {threshold_sql("s.auto_percent")}
     UNION ALL
     SELECT u, lb.segment_id, 'auto' FROM unnest(%(users)s::bigint[]) u
     JOIN layers l ON l.deleted_at IS NULL

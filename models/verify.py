@@ -26,6 +26,7 @@ import json
 import sys
 from datetime import UTC, date, datetime
 
+from models.buckets import threshold_sql
 from models.infra.db import fetchall, fetchone, init_db, unit_of_work
 from models.infra.settings import ConfigError, load_settings
 from models.months import month_start
@@ -81,7 +82,7 @@ CHECKS: dict[str, str] = {
         LEFT JOIN layers l ON l.id = s.layer_id
         WHERE m.source = 'auto' AND s.deleted_at IS NULL AND {NO_JOBS}
           AND CASE WHEN s.layer_id IS NULL
-                   THEN segment_bucket(s.salt, m.user_id) >= (s.auto_percent * 100)::int
+                   THEN segment_bucket(s.salt, m.user_id) >= {threshold_sql("s.auto_percent")}
                    ELSE NOT EXISTS (SELECT 1 FROM layer_buckets lb
                                     WHERE lb.layer_id = s.layer_id AND lb.segment_id = s.id
                                       AND lb.bucket = segment_bucket(l.salt, m.user_id)) END""",
@@ -104,11 +105,11 @@ CHECKS: dict[str, str] = {
         SELECT lb.layer_id, lb.bucket, lb.segment_id FROM layer_buckets lb
         JOIN segments s ON s.id = lb.segment_id
         WHERE s.deleted_at IS NOT NULL OR s.layer_id IS DISTINCT FROM lb.layer_id""",
-    "segment_buckets_not_its_percent": """
-        SELECT s.id, (s.auto_percent * 100)::int, count(lb.bucket) FROM segments s
+    "segment_buckets_not_its_percent": f"""
+        SELECT s.id, {threshold_sql("s.auto_percent")}, count(lb.bucket) FROM segments s
         LEFT JOIN layer_buckets lb ON lb.segment_id = s.id
         WHERE s.layer_id IS NOT NULL AND s.deleted_at IS NULL
-        GROUP BY s.id HAVING count(lb.bucket) <> (s.auto_percent * 100)::int""",
+        GROUP BY s.id HAVING count(lb.bucket) <> {threshold_sql("s.auto_percent")}""",
     "layer_auto_member_missing": f"""
         SELECT u.id, lb.segment_id FROM users u
         CROSS JOIN layers l

@@ -40,7 +40,7 @@ def start(config: pytest.Config) -> None:
         return
     from scripts.devservices import ensure_services
 
-    # Stacks run on the test Redis unless a test asks for RabbitMQ (tests/e2e/brokers.py).
+    # Stacks run on the test Redis unless a test asks for RabbitMQ (tests/brokers.py).
     os.environ.pop("BROKER_URL", None)
     services = ensure_services(prefer_local=True)
     config.stash[SERVER_DSN] = services["DATABASE_DSN"]

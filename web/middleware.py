@@ -1,7 +1,9 @@
 """Per-request context, in one pass around the whole app (matched routes, 404s and 405s
 alike): a request id (taken from X-Request-ID or made up) echoed in the response and set
-for every log record, the request-duration histogram by route template and status, one
-access log line when ACCESS_LOG is on, and a bound on how long the body may take.
+for every log record, a read-your-writes scope (models/infra/db.py: once the request
+has written, its later reads stay on the primary), the request-duration histogram by
+route template and status, one access log line when ACCESS_LOG is on, and a bound on
+how long the body may take.
 
 A client that hangs up before its body is complete is not a server error: it is logged
 at info and counted with status 499 (nginx's "client closed request").
@@ -20,7 +22,12 @@ from litestar import MediaType, Request, Response
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Histogram
 
-from models.infra.db import begin_request, end_request, reset_actor, set_actor
+from models.infra.db import (
+    begin_read_your_writes,
+    end_read_your_writes,
+    reset_actor,
+    set_actor,
+)
 from models.infra.logs import request_id
 
 access_log = logging.getLogger("web.access")
@@ -103,7 +110,7 @@ def request_context(access_log_enabled: bool, body_timeout: float):
             given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
             rid = given.decode() if _SAFE_ID.match(given) else f"{_PREFIX}-{next(_counter):x}"
             token = request_id.set(rid)
-            writes = begin_request()
+            writes = begin_read_your_writes()  # a request reads its own writes
             actor = set_actor(None)  # the guard sets who is calling
             started = time.perf_counter()
             status = 500
@@ -144,7 +151,7 @@ def request_context(access_log_enabled: bool, body_timeout: float):
                         status,
                         extra={"status": status, "ms": round(seconds * 1000, 2)},
                     )
-                end_request(writes)
+                end_read_your_writes(writes)
                 reset_actor(actor)
                 request_id.reset(token)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -18,12 +17,11 @@ from redis.exceptions import RedisError
 from models import jobs, memberships, partitions, webhooks
 from models.chunking import ChunkSizer
 from models.infra.settings import active
-from workers.delivery import DeliveryError, post_batch
+from workers import delivery
 
 log = logging.getLogger("workers.actors")
 
 HOUR_MS = 3_600_000
-WEBHOOK_BATCHES_PER_MESSAGE = 5
 MIN_BATCH = 1000
 
 
@@ -113,54 +111,11 @@ def dispatch_webhooks() -> None:
         send(deliver_webhook.__name__, webhook_id)
 
 
-_slots_lock = threading.Lock()
-_slots: threading.Semaphore | None = None
-
-
-def _delivery_slots() -> threading.Semaphore:
-    """At most WORKER_THREADS - 1 deliveries at once in this process (at least one): a
-    thread always stays for jobs and the TTL sweep, however slowly receivers answer."""
-    global _slots
-    with _slots_lock:
-        if _slots is None:
-            _slots = threading.BoundedSemaphore(max(1, active().worker_threads - 1))
-        return _slots
-
-
 def deliver_webhook(webhook_id: int) -> None:
-    """Deliver the webhook's pending events, batch after batch. A failure backs this
-    webhook off alone; a few batches per message, so a busy one does not hog a thread."""
-    slots = _delivery_slots()
-    if not slots.acquire(blocking=False):
-        return  # all taken: not leased, so the dispatcher sends it again next tick
-    try:
-        more = _deliver(webhook_id)
-    finally:
-        slots.release()
-    if more:  # sent once the slot is free, so the next message can take it
+    """Deliver a few of the webhook's pending batches (workers/delivery.py); send the
+    next message at once if more are pending."""
+    if delivery.deliver(webhook_id):  # sent once the slot is free, so it can take it
         send(deliver_webhook.__name__, webhook_id)
-
-
-def _deliver(webhook_id: int) -> bool:
-    """A few batches; True when more are pending at once."""
-    for _ in range(WEBHOOK_BATCHES_PER_MESSAGE):
-        delivery = webhooks.claim_delivery(webhook_id)
-        if delivery is None:
-            return False
-        if delivery.events:
-            try:
-                post_batch(delivery, active().webhook_deny_private)
-            except Exception as exc:  # noqa: BLE001 - any failure backs off, logged
-                # The receiver's fault (DeliveryError) or ours: either way this webhook
-                # alone backs off, and its state says why.
-                error = str(exc) if isinstance(exc, DeliveryError) else type(exc).__name__
-                delay = webhooks.failed(delivery, error)
-                log.warning("webhook %s: %s; next attempt in %.0fs", webhook_id, error, delay)
-                return False
-        webhooks.acknowledge(delivery)
-        if not delivery.more:
-            return False
-    return True
 
 
 # (actor, Dramatiq options). A job's claims are its retry budget (jobs.MAX_ATTEMPTS):

@@ -1,4 +1,6 @@
-"""POSTing one webhook batch: signed, to an address checked after DNS resolution."""
+"""Delivering a webhook's events: the process's delivery slots, claim / POST /
+acknowledge of each batch (models/webhooks.py keeps the feed and its state), and the
+POST itself, signed, to an address checked after DNS resolution."""
 
 from __future__ import annotations
 
@@ -6,7 +8,9 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import socket
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -14,13 +18,68 @@ from concurrent.futures import ThreadPoolExecutor
 import httpcore
 import httpx
 
+from models import webhooks
+from models.infra.settings import active
 from models.webhooks import Delivery
 
+log = logging.getLogger("workers.delivery")
+
+BATCHES_PER_MESSAGE = 5  # a busy webhook does not hog a worker thread
 TIMEOUT = 5.0  # seconds for the whole POST: name lookup, connect, send, the answer's head
 
 
 class DeliveryError(Exception):
     """The receiver did not acknowledge the batch; the message is for last_error."""
+
+
+_slots_lock = threading.Lock()
+_slots: threading.Semaphore | None = None
+
+
+def _delivery_slots() -> threading.Semaphore:
+    """At most WORKER_THREADS - 1 deliveries at once in this process (at least one): a
+    thread always stays for jobs and the TTL sweep, however slowly receivers answer."""
+    global _slots
+    with _slots_lock:
+        if _slots is None:
+            _slots = threading.BoundedSemaphore(max(1, active().worker_threads - 1))
+        return _slots
+
+
+def deliver(webhook_id: int) -> bool:
+    """Deliver the webhook's pending events, a few batches, in one of this process's
+    delivery slots; True when more are pending at once. With every slot taken nothing
+    is leased, so the dispatcher sends the webhook again next tick."""
+    slots = _delivery_slots()
+    if not slots.acquire(blocking=False):
+        return False
+    try:
+        return _deliver_batches(webhook_id)
+    finally:
+        slots.release()
+
+
+def _deliver_batches(webhook_id: int) -> bool:
+    """Claim, POST and acknowledge batch after batch; a failure backs this webhook off
+    alone. True when more are pending at once."""
+    for _ in range(BATCHES_PER_MESSAGE):
+        delivery = webhooks.claim_delivery(webhook_id)
+        if delivery is None:
+            return False
+        if delivery.events:
+            try:
+                post_batch(delivery, active().webhook_deny_private)
+            except Exception as exc:  # noqa: BLE001 - any failure backs off, logged
+                # The receiver's fault (DeliveryError) or ours: either way this webhook
+                # alone backs off, and its state says why.
+                error = str(exc) if isinstance(exc, DeliveryError) else type(exc).__name__
+                delay = webhooks.failed(delivery, error)
+                log.warning("webhook %s: %s; next attempt in %.0fs", webhook_id, error, delay)
+                return False
+        webhooks.acknowledge(delivery)
+        if not delivery.more:
+            return False
+    return True
 
 
 def sign(secret: str, body: bytes) -> str:

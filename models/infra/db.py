@@ -1,8 +1,9 @@
 """The one database object every model is bound to, and its wiring.
 
 Nothing connects at import time: processes call ``init_db`` once at start, and each unit
-of work (an HTTP request, a Dramatiq message) borrows a pooled connection on the thread
-that runs it and returns it when done (``db.connection_context()``).
+of work (a transaction: ``unit_of_work``; a read: ``read_only``) borrows a pooled
+connection on the thread that runs it and returns it when done
+(``db.connection_context()``).
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def current_actor() -> str:
 
 
 def set_actor(actor: str | None) -> Token:
-    """Act for ``actor`` from now on in this context (a request, a job's run)."""
+    """Act for ``actor`` from now on in this context (the caller's: a web request, a
+    job's run)."""
     return _actor.set(actor)
 
 
@@ -101,9 +103,9 @@ def reset_actor(token: Token) -> None:
     _actor.reset(token)
 
 
-class _Request:
-    """Whether a request wrote; one object per request, shared by every copy of its
-    context (anyio copies it into each worker-thread call)."""
+class _WriteScope:
+    """Whether a read-your-writes scope has run a unit of work; one object per scope,
+    shared by every copy of its context (anyio copies it into each worker-thread call)."""
 
     __slots__ = ("wrote",)
 
@@ -111,7 +113,7 @@ class _Request:
         self.wrote = False
 
 
-_request: ContextVar[_Request | None] = ContextVar("request", default=None)
+_write_scope: ContextVar[_WriteScope | None] = ContextVar("write_scope", default=None)
 
 # What the outermost unit of work on this thread runs once it has committed and given its
 # connection back (``after_commit``); None outside one.
@@ -220,21 +222,22 @@ def read_on(
         return fn(*args, **kwargs)
 
 
-def begin_request() -> Token:
-    """Start tracking the writes of one request (web/middleware.py); ``end_request``
-    with the token when it is done."""
-    return _request.set(_Request())
+def begin_read_your_writes() -> Token:
+    """Open a read-your-writes scope in this context: once a unit of work has run in
+    it, its later reads stay on the primary (``wrote_in_scope``). The caller says what
+    a scope spans and ends it with the token (``end_read_your_writes``)."""
+    return _write_scope.set(_WriteScope())
 
 
-def end_request(token: Token) -> None:
-    _request.reset(token)
+def end_read_your_writes(token: Token) -> None:
+    _write_scope.reset(token)
 
 
-def wrote_here() -> bool:
-    """Whether this request has run a unit of work: its later reads stay on the
-    primary, so a request always reads its own writes."""
-    request = _request.get()
-    return request is not None and request.wrote
+def wrote_in_scope() -> bool:
+    """Whether the current read-your-writes scope has run a unit of work: its later
+    reads then stay on the primary, so they see its writes."""
+    scope = _write_scope.get()
+    return scope is not None and scope.wrote
 
 
 class BaseModel(peewee.Model):
@@ -254,9 +257,9 @@ def unit_of_work(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        request = _request.get()
-        if request is not None:
-            request.wrote = True
+        scope = _write_scope.get()
+        if scope is not None:
+            scope.wrote = True
         if _after_commit.get() is not None or db.transaction_depth():
             # Nested: the transaction's owner commits, and runs the hooks.
             with db.connection_context(), db.atomic():

@@ -24,7 +24,7 @@ import peewee
 import psycopg2
 
 from models.infra import watchdog
-from models.infra.db import Pool, db, read_on, reading_from, replica, wrote_here
+from models.infra.db import Pool, db, read_on, reading_from, replica, wrote_in_scope
 from models.infra.settings import Settings
 
 log = logging.getLogger("models.infra.replica")
@@ -134,14 +134,15 @@ router = Router()
 
 def replica_read(fn: Callable[P, R]) -> Callable[P, R]:
     """``read_only`` for a read the replica may serve: on the side ``router`` names,
-    and on the primary inside a request that wrote (it reads its own writes) or while
-    the caller already holds a primary connection. A read the replica fails (it went
-    away between two checks) runs again on the primary; one on a dead primary
-    connection runs again on a new one (``read_on``). Reads only: ``fn`` may run twice."""
+    and on the primary inside a read-your-writes scope that wrote (it reads its own
+    writes: ``begin_read_your_writes``) or while the caller already holds a primary
+    connection. A read the replica fails (it went away between two checks) runs again
+    on the primary; one on a dead primary connection runs again on a new one
+    (``read_on``). Reads only: ``fn`` may run twice."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if db.is_closed() and not wrote_here() and router.reads_from() is replica:
+        if db.is_closed() and not wrote_in_scope() and router.reads_from() is replica:
             try:
                 with reading_from(replica):
                     return fn(*args, **kwargs)

@@ -19,7 +19,7 @@ import redis
 
 from scripts.procs import Proc, free_port, redis_server_binary
 from tests import services
-from tests.e2e.brokers import (
+from tests.brokers import (
     RABBITMQ_URL,
     TcpProxy,
     Tripwire,

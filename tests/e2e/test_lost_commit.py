@@ -14,7 +14,7 @@ import time
 import psycopg2.extensions
 import pytest
 
-from tests.e2e.brokers import TcpProxy
+from tests.brokers import TcpProxy
 
 pytestmark = pytest.mark.e2e
 

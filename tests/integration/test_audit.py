@@ -10,8 +10,8 @@ from litestar.testing import TestClient
 
 from models import memberships
 from tests.integration.jobs import drain
-from tests.integration.test_keys import ROOT, bearer, make_key
-from tests.integration.test_partitions import _claim as wait_for_delivery
+from tests.integration.keys import ROOT, bearer, make_key
+from tests.integration.webhooks import wait_for_delivery
 
 
 @pytest.fixture

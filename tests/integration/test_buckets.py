@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from models.buckets import BUCKETS, bucket, new_salt
+from models.buckets import BUCKETS, bucket, new_salt, threshold, threshold_sql
 
 MAX_ID = 2**63 - 1
 
@@ -41,3 +41,14 @@ def test_python_bucket_agrees_with_sql_segment_bucket(sql, salt):
     values = list(in_sql.values())
     assert min(values) >= 0 and max(values) < BUCKETS
     assert len(set(values)) > 8_000
+
+
+def test_python_threshold_agrees_with_sql_threshold_for_every_percent(sql):
+    """Every percent a segment can hold (numeric(5,2), 0 to 100)."""
+    sql.execute(
+        f"SELECT p::text, {threshold_sql('p')} FROM"
+        " (SELECT (g / 100.0)::numeric(5, 2) AS p FROM generate_series(0, 10000) g) t"
+    )
+    rows = sql.fetchall()
+    assert len(rows) == BUCKETS + 1
+    assert [(p, threshold(p)) for p, _ in rows] == rows

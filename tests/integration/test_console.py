@@ -11,21 +11,13 @@ import pytest
 from litestar.testing import TestClient
 
 from models.console import SeriesPoint
+from tests.integration.console import CSRF, csrf, post_form
 from tests.integration.jobs import drain
 from web.console.format import members_chart
 from web.console.session import Sessions
 
-CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 ASSET = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(https?:)?//""", re.IGNORECASE)
 CSS_URL = re.compile(r"""url\(\s*["']?(https?:)?//""", re.IGNORECASE)
-
-
-def csrf(client: TestClient, path: str = "/console") -> str:
-    return CSRF.search(client.get(path).text)[1]
-
-
-def post_form(client: TestClient, path: str, data: dict, **kwargs):
-    return client.post(path, data={**data, "_csrf_token": csrf(client)}, **kwargs)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import dataclasses
 import tracemalloc
 
 from models.infra.settings import activate, active
-from tests.integration.test_console import post_form
+from tests.integration.console import post_form
 
 MIB = 1024 * 1024
 NO_FILE = {"file": ("", b"", "application/octet-stream")}  # multipart, as the browser sends

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from litestar.testing import TestClient
 
-from tests.integration.test_console import CSRF, csrf
-from tests.integration.test_keys import ROOT, make_key
+from tests.integration.console import CSRF, csrf
+from tests.integration.keys import ROOT, make_key
 from web.throttle import LIMIT
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from models import jobs
 from models.infra.db import db
 from models.verify import verify
+from tests.integration.imports import CSV, expand, members, setup_segment
 from tests.integration.jobs import run_unfinished_jobs
-from tests.integration.test_imports import CSV, expand, members, setup_segment
 
 
 def start(client, body: bytes, query: str = "mode=replace") -> int:

@@ -15,8 +15,8 @@ from models.errors import NotFound
 from models.imports import ImportOptions
 from models.infra.settings import activate, active
 from models.uploads import Upload, UploadsBusy
+from tests.integration.imports import CSV, expand, setup_segment, staged
 from tests.integration.jobs import run_unfinished_jobs
-from tests.integration.test_imports import CSV, expand, setup_segment, staged
 
 
 @contextmanager

@@ -9,8 +9,8 @@ import time
 
 import psycopg2
 
+from tests.integration.auto_segments import add_users, create_auto, members, segment
 from tests.integration.jobs import run_job
-from tests.integration.test_auto_percent import add_users, create_auto, members, segment
 
 
 def test_drain_runs_the_job_in_batches_of_the_size_asked_for(client, sql):

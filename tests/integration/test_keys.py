@@ -13,24 +13,13 @@ import pytest
 from litestar.testing import TestClient
 from prometheus_client import REGISTRY
 
+from tests.integration.keys import ROOT, bearer, make_key
 from web.throttle import LIMIT
-
-ROOT = {"Authorization": "Bearer s3cret-token"}
-
-
-def bearer(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture
 def api(locked_client: TestClient) -> TestClient:
     return locked_client
-
-
-def make_key(api: TestClient, name: str, scope: str, **extra) -> dict:
-    answer = api.post("/keys", json={"name": name, "scope": scope, **extra}, headers=ROOT)
-    assert answer.status_code == 201, answer.text
-    return answer.json()
 
 
 def eventually(check: Callable[[], bool], within: float = 1.0) -> float:

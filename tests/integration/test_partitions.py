@@ -17,6 +17,7 @@ from models.months import add_months, month_bounds, month_of
 from models.partitions import partition_name
 from models.verify import verify
 from tests.integration.jobs import drain
+from tests.integration.webhooks import wait_for_delivery
 from workers.actors import maintain_history
 from workers.scheduler import tick
 
@@ -230,16 +231,6 @@ def test_the_checker_passes_a_membership_whose_add_event_was_dropped(user_in_a, 
     assert "membership_without_add_event" in verify(6, TODAY)["violations"]
 
 
-def _claim(webhook_id: int) -> webhooks.Delivery:
-    """The next delivery. The feed waits for every older transaction of the server to
-    end, and other databases on a shared server may hold one open for a while."""
-    deadline = time.monotonic() + 120
-    while (delivery := webhooks.claim_delivery(webhook_id)) is None:
-        assert time.monotonic() < deadline, "no delivery within 120 s"
-        time.sleep(0.2)
-    return delivery
-
-
 def test_the_webhook_feed_moves_on_past_a_dropped_month(user_in_a, sql):
     month = add_months(CURRENT, -8)
     partitions.create_month(month)
@@ -253,7 +244,7 @@ def test_the_webhook_feed_moves_on_past_a_dropped_month(user_in_a, sql):
         (first[1], first[0], hook.id),
     )
     assert partitions.maintain(TODAY, 6).dropped == [month]
-    delivery = _claim(hook.id)
+    delivery = wait_for_delivery(hook.id)
     assert [e["id"] for e in delivery.events] == [latest[0]]
     webhooks.acknowledge(delivery)
     assert webhooks.claim_delivery(hook.id) is None

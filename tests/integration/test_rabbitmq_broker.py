@@ -13,8 +13,8 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from models.infra.settings import active
 from tests import services
+from tests.brokers import RABBITMQ_URL, rabbitmq_missing
 from tests.conftest import STUB_BROKER
-from tests.e2e.brokers import RABBITMQ_URL, rabbitmq_missing
 from workers.actors import enqueue_job
 from workers.boot import bootstrap
 from workers.broker import delete_queues, ping_broker

@@ -13,7 +13,7 @@ import psycopg2
 import pytest
 
 from models import memberships, reads, segments, users
-from models.infra.db import begin_request, db, replica
+from models.infra.db import begin_read_your_writes, db, replica
 from models.infra.replica import LagMonitor, Side, router
 from models.infra.settings import load_settings
 from tests.conftest import STUB_BROKER, TEST_DB
@@ -53,7 +53,7 @@ def _in_request(fn, *args):
     """``fn`` in a request of its own, as web/middleware.py scopes one."""
 
     def run():
-        begin_request()
+        begin_read_your_writes()
         return fn(*args)
 
     return copy_context().run(run)

@@ -17,7 +17,7 @@ import pytest
 
 from models.infra import watchdog
 from models.infra.settings import load_settings
-from tests.e2e.brokers import TcpProxy
+from tests.brokers import TcpProxy
 
 CUT_WITHIN = watchdog.SILENT_AFTER + watchdog.PROBE_TIMEOUT + 2 * watchdog.CHECK_EVERY + 1
 

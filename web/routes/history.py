@@ -11,6 +11,7 @@ from models import history, users
 from models.errors import NotFound
 from models.infra.settings import active
 from web.auth import READ, SCOPE
+from web.downloads import csv_download
 from web.methods import get_and_head
 from web.routes import params
 from web.schemas import HISTORY_ERRORS
@@ -21,10 +22,8 @@ def history_report(
 ) -> Stream:
     with_actor = params.choice("actor", actor, ("true", "false")) == "true"
     history.check_kept(y, m, active().history_retention_months, datetime.now(UTC).date())
-    return Stream(
-        history.history_csv(user_id, y, m, with_actor),
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}-{y}-{m:02d}.csv"'},
+    return csv_download(
+        history.history_csv(user_id, y, m, with_actor), f"{filename}-{y}-{m:02d}.csv"
     )
 
 

@@ -14,6 +14,7 @@ from models.segments import SegmentView
 from models.uploads import IdempotencyMismatch, UploadsBusy
 from web import uploads
 from web.auth import ADMIN, READ, SCOPE, WRITE
+from web.downloads import csv_download
 from web.errors import error_response
 from web.methods import get_and_head, options_handler
 from web.routes import params
@@ -67,11 +68,7 @@ def _segment(view: SegmentView) -> Segment:
 
 
 def members_export(name: str) -> Stream:
-    return Stream(
-        segments.members_csv(name),
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="segment-{name}-users.csv"'},
-    )
+    return csv_download(segments.members_csv(name), f"segment-{name}-users.csv")
 
 
 class SegmentController(Controller):
