@@ -3,7 +3,7 @@ and schedule, and the schedule form."""
 
 from __future__ import annotations
 
-from tests.integration.test_console import post_form
+from tests.integration.console import post_form
 
 
 def test_layer_pages_draw_the_buckets(client):
