@@ -25,7 +25,7 @@ import psycopg2
 from dramatiq.brokers.stub import StubBroker
 
 from bench.common import connect, dbname, dsn_params, load_note, progress
-from models import imports, layers, segments
+from models import imports, layers, segments, uploads
 from models.infra.migrate import apply_migrations
 from models.infra.settings import load_settings
 from workers import actors
@@ -94,11 +94,11 @@ def floor(dsn: str, kind: str) -> float:
 
 
 def imported(name: str, users: int) -> float:
-    upload = imports.Upload(name, imports.ImportOptions(), None)
+    upload = uploads.Upload(name, imports.ImportOptions(), None)
     try:
-        upload.start()
-        for first in range(1, users + 1, 100_000):
-            upload.add(list(range(first, min(first + 100_000, users + 1))))
+        upload.start(slots=1)
+        for first in range(1, users + 1, 50_000):  # the web tier's batches: 50,000 ids
+            upload.add({b"%d" % i for i in range(first, min(first + 50_000, users + 1))})
         job_id = upload.commit().job_id
     finally:
         upload.close()
