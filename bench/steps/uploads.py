@@ -38,7 +38,14 @@ def _upload(b, path: Path) -> tuple[float, dict]:
     b.http.post("/segments", json={"segment": SEGMENT})
     seconds, out = upload(b, path, SEGMENT)
     with connect(b.dsn) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*), pg_total_relation_size('import_staging') FROM import_staging")
+        # Right after the answer the ids are in the upload's batches; the job moves them
+        # into import_staging (and deletes both when it ends).
+        cur.execute(
+            "SELECT (SELECT coalesce(sum(cardinality(ids)), 0) FROM import_upload_batches)"
+            " + (SELECT count(*) FROM import_staging),"
+            " pg_total_relation_size('import_upload_batches')"
+            " + pg_total_relation_size('import_staging')"
+        )
         rows, size = cur.fetchone()
     b.http.request("DELETE", "/segments", json={"segment": SEGMENT})
     return seconds, {"answer": out[:200], "staged_rows": rows, "staging_mb": size // MIB}
