@@ -54,9 +54,12 @@ def clear_slots(layer_ids: list[int], users: list[int]) -> None:
             SELECT m.user_id, m.segment_id FROM memberships m JOIN layers l ON l.id = m.layer_id
             WHERE m.layer_id = ANY(%(layers)s) AND m.user_id = ANY(%(users)s)
               AND m.source = 'auto'
-              AND NOT EXISTS (SELECT 1 FROM layer_buckets lb
-                              WHERE lb.layer_id = m.layer_id AND lb.segment_id = m.segment_id
-                                AND lb.bucket = segment_bucket(l.salt, m.user_id))
+              -- The owner of the user's bucket, looked up by the primary key: a test of
+              -- the segment's own buckets was planned as a scan of all of them per member
+              -- (md5 each time), and a layer's jobs slowed as it filled (0.8 s to 27 s).
+              AND (SELECT lb.segment_id FROM layer_buckets lb
+                   WHERE lb.layer_id = m.layer_id AND lb.bucket = segment_bucket(l.salt, m.user_id))
+                  IS DISTINCT FROM m.segment_id
             ORDER BY m.user_id FOR UPDATE OF m), """,
     )
 

@@ -83,9 +83,11 @@ CHECKS: dict[str, str] = {
         WHERE m.source = 'auto' AND s.deleted_at IS NULL AND {NO_JOBS}
           AND CASE WHEN s.layer_id IS NULL
                    THEN segment_bucket(s.salt, m.user_id) >= {threshold_sql("s.auto_percent")}
-                   ELSE NOT EXISTS (SELECT 1 FROM layer_buckets lb
-                                    WHERE lb.layer_id = s.layer_id AND lb.segment_id = s.id
-                                      AND lb.bucket = segment_bucket(l.salt, m.user_id)) END""",
+                   -- the bucket's owner by the primary key (not a scan of s's buckets)
+                   ELSE (SELECT lb.segment_id FROM layer_buckets lb
+                         WHERE lb.layer_id = s.layer_id
+                           AND lb.bucket = segment_bucket(l.salt, m.user_id))
+                        IS DISTINCT FROM s.id END""",
     # Layers: one membership per user per layer, of the layer's own segments; each
     # layer has its 10,000 buckets, owned by live segments of it, as many as their
     # percent; and (no job running) every user of an owned bucket who never held a
