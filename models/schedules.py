@@ -58,7 +58,7 @@ def check_steps(steps: list[Step], now: datetime) -> None:
 
 
 def _segment_id(name: str, lock: bool = False) -> int:
-    query = Segment.select(Segment.id).where(Segment.name == name, Segment.deleted_at.is_null())
+    query = Segment.select(Segment.id).where(Segment.name == name, Segment.is_live())
     segment = (query.for_update() if lock else query).first(db if lock else reader())
     if segment is None:
         raise NotFound(f"segment {name} not found", segment=name)
@@ -113,9 +113,7 @@ def _described(steps: list[Step]) -> list[dict]:
 def _drop_pending(segment_id: int) -> list[dict]:
     """Delete the segment's pending steps; what they were, for the audit trail."""
     dropped = ScheduleStep.delete().where(_pending(segment_id)).returning(ScheduleStep).execute()
-    return _described(
-        [Step(s.at, s.auto_percent, s.deletes) for s in sorted(dropped, key=lambda s: s.at)]
-    )
+    return _described([_step(s) for s in sorted(dropped, key=lambda s: s.at)])
 
 
 @replica_read
@@ -130,7 +128,11 @@ def _steps(segment_id: int) -> list[Step]:
         .order_by(ScheduleStep.at, ScheduleStep.id)
         .bind(reader())
     )
-    return [Step(s.at, s.auto_percent, s.deletes, s.state, s.job_id, s.error) for s in query]
+    return [_step(s) for s in query]
+
+
+def _step(row: ScheduleStep) -> Step:
+    return Step(row.at, row.auto_percent, row.deletes, row.state, row.job_id, row.error)
 
 
 @unit_of_work
